@@ -1,0 +1,35 @@
+# Two commands for a new user: `make demo` and `make test`. Both create or reuse .venv.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONWARNINGS ?= ignore::DeprecationWarning
+
+.PHONY: install demo test bench bench-torch clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	$(PY) -m pip install --quiet --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Run the notebook top to bottom, headless, on the built-in corpus.
+demo: $(STAMP)
+	$(PY) -m training_assets.notebook Text_Synthesis_Comparison.ipynb executed/Text_Synthesis_Comparison.ipynb
+
+## The whole test suite (what CI runs).
+test: $(STAMP)
+	$(PY) -m pytest
+
+## Benchmarks: print figures and write benchmarks/results/*.json.
+bench: $(STAMP)
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) executed .pytest_cache

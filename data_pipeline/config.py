@@ -1,0 +1,200 @@
+"""ExperimentConfig: the one validated form of the notebook's CONFIG dict.
+
+Everything downstream reads settings from an ExperimentConfig, never from the raw dict, so a
+typo or an out-of-range value fails here, in one line, before any slow work starts.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+MODEL_FAMILIES = ("lstm", "gru", "simple_rnn", "transformer")
+CLEANING_STEPS = ("lowercase", "strip_punctuation", "strip_digits", "collapse_whitespace")
+CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    # The reference project's recipe: lowercase, no punctuation, no digits, single spaces.
+    "reference": CLEANING_STEPS,
+    "whitespace": ("collapse_whitespace",),
+}
+
+
+class ConfigError(ValueError):
+    """A CONFIG key or value is wrong; the message names the key, the value and the fix."""
+
+
+class ExperimentConfig(BaseModel):
+    """Every setting of one experiment, with its default, type and allowed range."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+    # --- data: where documents come from ---------------------------------------------------
+    data_file: str = "fortunes"  # CSV path, .txt path (one document per line), http(s) URL, or "fortunes"
+    text_column: str = "headline_text"
+    date_column: str = "publish_date"
+    encoding: str = "utf-8"
+    url_sha256: str | None = None  # optional checksum of a downloaded file
+    download_dir: str = ".cache/downloads"
+    sample_size: int | None = Field(default=None, ge=1)
+    sample_strategy: Literal["first", "random"] = "first"
+    cleaning: str | tuple[str, ...] = "none"  # a preset name or a list of steps
+
+    # --- split: by document, before anything is fitted -------------------------------------
+    split: Literal["random", "ordered", "chronological"] = "random"
+    split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    drop_cross_split_duplicates: bool = True  # drop val/test documents that also occur in train
+    seed: int = 42
+
+    # --- tokenizer and sequences -----------------------------------------------------------
+    tokenizer: Literal["bpe", "char"] = "bpe"
+    vocab_size: int = Field(default=4000, ge=64, le=1_000_000)
+    tokenizer_path: str = "trained_models/tokenizer.json"
+    max_len: int = Field(default=64, ge=2, le=8192)
+    packing: bool = True  # documents joined with [EOS] into full rows; False: one padded row each
+    objective: Literal["causal", "last_token"] = "causal"  # last_token: the reference's formulation
+    batch_size: int = Field(default=32, ge=1, le=65536)  # per replica; global = this x replicas
+    shuffle_buffer: int = Field(default=10_000, ge=1)
+
+    # --- models and tuning -----------------------------------------------------------------
+    models_to_run: tuple[str, ...] = ("lstm", "gru", "transformer")
+    hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)  # narrow or fix spaces
+    tuner: Literal["none", "random", "hyperband", "bayesian"] = "random"
+    tuning_trials: int = Field(default=2, ge=1)
+    tuning_epochs: int = Field(default=1, ge=1)
+    tuning_steps_per_epoch: int | None = Field(default=None, ge=1)
+
+    # --- final training ----------------------------------------------------------------------
+    final_training_epochs: int = Field(default=3, ge=1)
+    steps_per_epoch: int | None = Field(default=None, ge=1)
+    train_time_budget_seconds: float | None = Field(default=None, gt=0)
+    optimizer: Literal["adamw", "adam"] = "adamw"
+    learning_rate_schedule: Literal["constant", "cosine"] = "cosine"
+    warmup_steps: int = Field(default=100, ge=0)
+    weight_decay: float = Field(default=0.01, ge=0)
+    clipnorm: float | None = Field(default=1.0, gt=0)
+    gradient_accumulation_steps: int = Field(default=1, ge=1)
+    early_stopping_patience: int = Field(default=2, ge=0)
+    jit_compile: Literal["auto"] | bool = "auto"
+    mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
+    strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
+    tpu_address: str | None = None
+    tensorboard: bool = False
+    resume: bool = True  # reuse finished tuning trials and interrupted training
+
+    # --- evaluation and generation ---------------------------------------------------------
+    kn_order: int = Field(default=3, ge=1, le=10)
+    sampler: Literal["greedy", "random", "top_k", "top_p", "beam"] = "top_p"
+    temperature: float = Field(default=0.8, gt=0)
+    top_k: int = Field(default=40, ge=1)
+    top_p: float = Field(default=0.9, gt=0, le=1)
+    beam_width: int = Field(default=4, ge=1)
+    prompts: tuple[str, ...] = ("",)
+    num_samples: int = Field(default=5, ge=1)
+    max_new_tokens: int = Field(default=40, ge=1)
+
+    # --- where results go --------------------------------------------------------------------
+    plots_dir: str = "plots"
+    models_dir: str = "trained_models"
+    tuning_dir: str = "tuning_results"
+
+    @field_validator("cleaning")
+    @classmethod
+    def _known_cleaning(cls, value: str | tuple[str, ...]) -> str | tuple[str, ...]:
+        if isinstance(value, str):
+            if value not in CLEANING_PRESETS:
+                raise ValueError(f"unknown preset {value!r}; use one of {sorted(CLEANING_PRESETS)} "
+                                 f"or a list of steps from {list(CLEANING_STEPS)}")
+        else:
+            unknown = [step for step in value if step not in CLEANING_STEPS]
+            if unknown:
+                raise ValueError(f"unknown cleaning steps {unknown}; allowed: {list(CLEANING_STEPS)}")
+        return value
+
+    @field_validator("models_to_run")
+    @classmethod
+    def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        from model_architectures.registry import MODEL_BUILDERS  # the registry is the truth
+
+        if not value:
+            raise ValueError("list at least one model family, e.g. ['gru']")
+        for name in value:
+            if name not in MODEL_BUILDERS:
+                hint = difflib.get_close_matches(name, MODEL_BUILDERS, n=1)
+                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+                raise ValueError(f"unknown model family {name!r}{suggestion}; "
+                                 f"available: {sorted(MODEL_BUILDERS)}")
+        return value
+
+    @field_validator("split_fractions")
+    @classmethod
+    def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(f < 0 for f in value) or value[0] <= 0 or abs(sum(value) - 1.0) > 1e-6:
+            raise ValueError(f"{list(value)} must be three non-negative fractions (train > 0) "
+                             "that sum to 1, e.g. [0.8, 0.1, 0.1]")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "ExperimentConfig":
+        if self.tokenizer == "bpe" and self.vocab_size < 260:
+            raise ValueError(f"vocab_size={self.vocab_size} is too small for a byte-level BPE "
+                             "tokenizer (256 bytes + 4 special tokens): set vocab_size >= 260, "
+                             "or tokenizer='char'")
+        unknown = set(self.hyperparameters) - set(self.models_to_run) - set(MODEL_FAMILIES)
+        if unknown:
+            raise ValueError(f"hyperparameters names unknown model families {sorted(unknown)}; "
+                             f"use family names such as {list(MODEL_FAMILIES)}")
+        return self
+
+    @property
+    def cleaning_steps(self) -> tuple[str, ...]:
+        return CLEANING_PRESETS[self.cleaning] if isinstance(self.cleaning, str) else self.cleaning
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any] | None = None, source: str = "CONFIG") -> "ExperimentConfig":
+        """Validate a CONFIG dict; raise ConfigError with one readable line per problem."""
+        raw = dict(raw or {})
+        known = list(cls.model_fields)
+        for key in raw:
+            if key not in cls.model_fields:
+                hint = difflib.get_close_matches(key, known, n=1)
+                suggestion = f" Did you mean {hint[0]!r}?" if hint else ""
+                raise ConfigError(f"{source}: unknown key {key!r}.{suggestion} "
+                                  f"Known keys are listed in data_pipeline/config.py.")
+        try:
+            return cls(**raw)
+        except ValidationError as error:
+            lines = []
+            for problem in error.errors():
+                key = ".".join(str(part) for part in problem["loc"]) or "(whole config)"
+                given = raw.get(problem["loc"][0]) if problem["loc"] else None
+                message = problem["msg"].removeprefix("Value error, ")
+                lines.append(f"{source}[{key!r}] = {given!r}: {message}")
+            raise ConfigError("\n".join(lines)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "ExperimentConfig":
+        """Read a JSON or YAML experiment file (the command line's form of CONFIG)."""
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist: pass the path of a JSON "
+                              "or YAML file with CONFIG keys")
+        text = path.read_text(encoding="utf-8")
+        try:
+            if path.suffix.lower() in (".yaml", ".yml"):
+                import yaml
+
+                raw = yaml.safe_load(text)
+            else:
+                raw = json.loads(text)
+        except (ValueError, ImportError) as error:
+            raise ConfigError(f"config file {str(path)!r} is not valid JSON/YAML: {error}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold one mapping of CONFIG keys")
+        return cls.from_dict(raw, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")

@@ -1,0 +1,1 @@
+"""Perplexity, held-out evaluation, baselines, text generation, plots and the comparison table."""

@@ -1,0 +1,1 @@
+"""Distribution strategy, compilation, hyperparameter tuning, final training and the experiment runner."""
