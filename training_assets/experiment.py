@@ -1,0 +1,215 @@
+"""The experiment's stages as plain functions, shared by the notebook and the command line.
+
+CONFIG -> ExperimentConfig -> PreparedData -> (tune, train) per family -> FamilyReport
+-> comparison table + plots. The notebook calls the stages one cell at a time; `run_experiment`
+calls them in the same order for `python -m training_assets.run`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import keras
+import pandas as pd
+import tensorflow as tf
+
+import model_architectures  # noqa: F401  (registers the model classes for load_model)
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.corpus import Corpus, load_corpus
+from data_pipeline.datasets import Datasets, build_datasets
+from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
+from evaluation.baselines import kneser_ney_report
+from evaluation.evaluate import evaluate_model
+from evaluation.generation import generate_timed
+from evaluation.plots import plot_all
+from evaluation.quality import distinct_n, memorisation_rate
+from evaluation.report import ModelReport, comparison_table, save_table
+from training_assets.cluster import is_chief
+from training_assets.compile import configure_precision
+from training_assets.strategy import select_strategy
+from training_assets.trainer import TrainingResult, train_model
+from training_assets.tuner import tune_model
+
+log = logging.getLogger("training_assets")
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Where the experiment runs: the distribution strategy and the compute precision."""
+
+    strategy: tf.distribute.Strategy
+    precision: str
+
+    @property
+    def replicas(self) -> int:
+        return self.strategy.num_replicas_in_sync
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "strategy": type(self.strategy).__name__,
+            "replicas": self.replicas,
+            "devices": [d.name for d in tf.config.list_logical_devices() if d.device_type != "CPU"]
+            or ["CPU"],
+            "precision": self.precision,
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        }
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Everything the models need from the data stage, computed once."""
+
+    corpus: Corpus
+    tokenizer: TextTokenizer
+    datasets: Datasets
+
+
+@dataclass
+class FamilyRun:
+    """One model family's way through the experiment: tuned, trained, evaluated, sampled."""
+
+    family: str
+    training: TrainingResult
+    report: ModelReport
+    samples: list[str] = field(default_factory=list)
+
+
+def setup_environment(config: ExperimentConfig) -> Environment:
+    """Pick the strategy first: precision and every model depend on it."""
+    strategy = select_strategy(config.strategy, tpu_address=config.tpu_address)
+    return Environment(strategy=strategy, precision=configure_precision(config, strategy))
+
+
+def prepare_data(config: ExperimentConfig, environment: Environment) -> PreparedData:
+    """Load, clean and split the corpus, fit (or reuse) the tokenizer, build the tf.data splits."""
+    corpus = load_corpus(config)
+    tokenizer = fit_or_load_tokenizer(corpus.train, config)
+    datasets = build_datasets(corpus, tokenizer, config, num_replicas=environment.replicas)
+    return PreparedData(corpus=corpus, tokenizer=tokenizer, datasets=datasets)
+
+
+def split_summary(data: PreparedData) -> pd.DataFrame:
+    """Documents, tokens and characters per split: what the perplexities are measured on."""
+    rows = []
+    for name in ("train", "validation", "test"):
+        split = getattr(data.datasets, name)
+        rows.append({"split": name, "documents": split.documents, "tokens": split.tokens,
+                     "characters": split.characters, "batches": split.steps,
+                     "characters_per_token": round(split.characters / max(split.tokens, 1), 3)})
+    return pd.DataFrame(rows).set_index("split")
+
+
+def tune_and_train(family: str, config: ExperimentConfig, environment: Environment,
+                   data: PreparedData) -> TrainingResult:
+    """Search the family's space (or take its defaults), then train it with the best values."""
+    best = tune_model(family, data.datasets, config, environment.strategy)
+    return train_model(family, best, data.datasets, config, environment.strategy, data.tokenizer)
+
+
+def evaluate_family(training: TrainingResult, config: ExperimentConfig,
+                    data: PreparedData) -> FamilyRun:
+    """Test-split metrics of the best checkpoint, generation speed and sample quality."""
+    model = keras.saving.load_model(training.checkpoint_path)
+    evaluation = evaluate_model(model, data.datasets.test)
+    generated = generate_timed(
+        model, data.tokenizer, list(config.prompts) * config.num_samples,
+        max_new_tokens=config.max_new_tokens, sampler=config.sampler,
+        temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
+        beam_width=config.beam_width, seed=config.seed)
+    report = ModelReport(
+        model=training.family,
+        evaluation=evaluation,
+        parameters=training.parameters,
+        train_seconds=training.train_seconds,
+        train_tokens_per_second=training.train_tokens_per_second,
+        generation_ms_per_token=generated.ms_per_token,
+        distinct_1=distinct_n(generated.texts, 1),
+        distinct_2=distinct_n(generated.texts, 2),
+        memorised_share=memorisation_rate(generated.texts, data.corpus.train),
+    )
+    return FamilyRun(family=training.family, training=training, report=report,
+                     samples=generated.texts)
+
+
+def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport:
+    """The Kneser-Ney n-gram bar every neural model has to clear, on the same tokens."""
+    return kneser_ney_report(data.datasets, order=config.kn_order)
+
+
+def write_results(runs: list[FamilyRun], baseline: ModelReport | None,
+                  config: ExperimentConfig) -> tuple[pd.DataFrame, list[Path]]:
+    """The comparison table and the plots; only the chief writes, so workers never clash."""
+    reports = [run.report for run in runs] + ([baseline] if baseline else [])
+    table = comparison_table(reports)
+    if not is_chief():
+        return table, []
+    paths = save_table(table, config.plots_dir)
+    paths += plot_all([run.training for run in runs], reports, config.plots_dir)
+    return table, paths
+
+
+@dataclass
+class ExperimentResult:
+    environment: Environment
+    data: PreparedData
+    runs: list[FamilyRun]
+    baseline: ModelReport | None
+    table: pd.DataFrame
+    artifacts: list[Path]
+
+
+def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentResult:
+    """All stages, in the notebook's order, printing progress as they go."""
+    if not isinstance(config, ExperimentConfig):
+        config = ExperimentConfig.from_dict(config)
+    started = time.perf_counter()
+    environment = setup_environment(config)
+    log.info("environment: %s", environment.describe())
+    data = prepare_data(config, environment)
+    log.info("data:\n%s", split_summary(data).to_string())
+    runs = []
+    for family in config.models_to_run:
+        log.info("== %s: tuning and training", family)
+        training = tune_and_train(family, config, environment, data)
+        run = evaluate_family(training, config, data)
+        log.info("== %s: test perplexity %.2f, %.3f bits/char, %s", family,
+                 run.report.evaluation.perplexity, run.report.evaluation.bits_per_char,
+                 training.stopped_reason)
+        runs.append(run)
+    baseline = baseline_report(config, data)
+    table, artifacts = write_results(runs, baseline, config)
+    log.info("comparison:\n%s", table.to_string())
+    log.info("done in %.0f s; wrote %s", time.perf_counter() - started,
+             ", ".join(str(p) for p in artifacts))
+    return ExperimentResult(environment, data, runs, baseline, table, artifacts)
+
+
+def conclusions(runs: list[FamilyRun], baseline: ModelReport | None) -> str:
+    """A few sentences drawn from the measured figures: the winner, the bar, the cost."""
+    if not runs:
+        return "No model was trained."
+    ranked = sorted(runs, key=lambda run: run.report.evaluation.bits_per_char)
+    best = ranked[0].report
+    lines = [f"- **Best model: {best.model}**, {best.evaluation.bits_per_char:.3f} bits per "
+             f"character (test perplexity {best.evaluation.perplexity:.1f}), "
+             f"{best.parameters:,} parameters, trained in {best.train_seconds:.0f} s."]
+    if baseline is not None:
+        bar = baseline.evaluation.bits_per_char
+        beaten = [run.family for run in ranked if run.report.evaluation.bits_per_char < bar]
+        lines.append(f"- The {baseline.model} baseline scores {bar:.3f} bits per character; "
+                     + (f"beaten by {', '.join(beaten)}." if beaten else
+                        "no neural model beats it yet: train longer or larger "
+                        "(`final_training_epochs`, `train_time_budget_seconds`)."))
+    for run in ranked[1:]:
+        gap = run.report.evaluation.bits_per_char - best.evaluation.bits_per_char
+        lines.append(f"- {run.family}: +{gap:.3f} bits per character, {run.report.parameters:,} "
+                     f"parameters, {run.report.train_seconds:.0f} s of training.")
+    fastest = min(runs, key=lambda run: run.report.generation_ms_per_token)
+    lines.append(f"- Fastest generation: {fastest.family}, "
+                 f"{fastest.report.generation_ms_per_token:.2f} ms per token.")
+    return "\n".join(lines)

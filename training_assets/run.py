@@ -1,0 +1,53 @@
+"""Command line for one experiment: the same stages and artifacts as the notebook.
+
+    python -m training_assets.run --config experiment.json   (JSON or YAML with CONFIG keys)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from data_pipeline.config import ConfigError, ExperimentConfig
+from data_pipeline.errors import DataError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m training_assets.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", required=True, help="JSON or YAML file of CONFIG keys")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
+                        help="override one key, e.g. --set max_len=128 --set 'models_to_run=[\"gru\"]'")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    try:
+        config = ExperimentConfig.from_file(args.config)
+        if args.set:
+            overrides = dict(parse_override(item) for item in args.set)
+            config = ExperimentConfig.from_dict({**config.to_dict(), **overrides},
+                                                source=f"{args.config} + --set")
+        from training_assets.experiment import run_experiment  # TensorFlow loads only after validation
+
+        result = run_experiment(config)
+    except (ConfigError, DataError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(result.table.to_string())
+    return 0
+
+
+def parse_override(item: str) -> tuple[str, object]:
+    key, sep, value = item.partition("=")
+    if not sep:
+        raise ConfigError(f"--set {item!r}: write KEY=VALUE, e.g. --set max_len=128")
+    try:
+        return key.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return key.strip(), value  # a bare string such as --set data_file=news.csv
+
+
+if __name__ == "__main__":
+    sys.exit(main())
