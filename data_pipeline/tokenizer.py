@@ -1,0 +1,275 @@
+"""Tokenizers fitted on the training split only, saved as JSON and reused while their data matches.
+
+Two kinds share one interface (`TextTokenizer`):
+- "bpe": Hugging Face `tokenizers` byte-level BPE, so any text round-trips exactly
+  (decode(encode(t)) == t) and there is never an unknown token;
+- "char": one id per character seen in training, unseen characters -> [UNK]. Plain Python dict
+  lookups: measured ~10x faster than tokenizers' WordLevel over a per-character Split
+  (19 vs 1.7 MB/s on the fortunes corpus).
+Special ids are fixed for every kind: [PAD]=0 (masked by loss and metrics), [UNK]=1, [BOS]=2,
+[EOS]=3 (the document separator in token streams).
+
+A manifest beside the JSON (`<path>.manifest.json`) holds the fingerprint: sha256 of the training
+text and the settings. The file is reused only when the fingerprint matches, refitted otherwise;
+a tokenizer file without a manifest belongs to someone else and is never overwritten.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import tokenizers
+from tokenizers import decoders, models, pre_tokenizers, trainers
+
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import DataError
+
+log = logging.getLogger("data_pipeline")
+
+SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[BOS]", "[EOS]")  # ids 0..3, in this order
+FORMAT_VERSION = 1  # bump when fitting changes, so old files stop matching their fingerprint
+BPE_MIN_FREQUENCY = 2  # a pair seen once is noise, not a merge worth a vocabulary slot
+
+
+class TextTokenizer:
+    """Text <-> token ids; use `fit_or_load_tokenizer` or `TextTokenizer.load` to get one."""
+
+    pad_id = 0
+    unk_id = 1
+    bos_id = 2
+    eos_id = 3
+    kind = ""
+
+    def __init__(self, fingerprint: str = "", path: str | None = None) -> None:
+        self.fingerprint = fingerprint
+        self.path = path
+
+    @property
+    def vocab_size(self) -> int:
+        raise NotImplementedError
+
+    def encode(self, text: str) -> list[int]:
+        return self.encode_batch([text])[0]
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        raise NotImplementedError
+
+    def decode(self, ids: Iterable[int], skip_special_tokens: bool = True) -> str:
+        return self.decode_batch([ids], skip_special_tokens)[0]
+
+    def decode_batch(self, list_of_ids: Iterable[Iterable[int]],
+                     skip_special_tokens: bool = True) -> list[str]:
+        raise NotImplementedError
+
+    def to_json(self) -> str:
+        raise NotImplementedError
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the JSON and its manifest (atomically); refuse to replace a foreign file."""
+        path = Path(path)
+        _refuse_foreign_file(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        manifest = {"kind": self.kind, "vocab_size": self.vocab_size,
+                    "fingerprint": self.fingerprint, "format_version": FORMAT_VERSION,
+                    "special_tokens": list(SPECIAL_TOKENS),
+                    "library": f"tokenizers {tokenizers.__version__}"}
+        _write_atomically(path, self.to_json())
+        _write_atomically(manifest_path(path), json.dumps(manifest, indent=2))
+        self.path = str(path)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "TextTokenizer":
+        """Read a file written by `save` (the manifest supplies the fingerprint)."""
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"tokenizer file {str(path)!r} does not exist: fit one with "
+                            "fit_or_load_tokenizer or check tokenizer_path")
+        text = path.read_text(encoding="utf-8")
+        manifest = read_manifest(path) or {}
+        fingerprint = str(manifest.get("fingerprint", ""))
+        try:
+            content = json.loads(text)
+            if content.get("kind") == CharTokenizer.kind:
+                tokenizer: TextTokenizer = CharTokenizer(content["characters"], fingerprint)
+            else:
+                tokenizer = BpeTokenizer(tokenizers.Tokenizer.from_str(text), fingerprint)
+        except Exception as error:  # JSON or tokenizers parse errors of a damaged file
+            raise DataError(f"tokenizer file {str(path)!r} cannot be read ({error}): delete it "
+                            "and its manifest so it is refitted") from None
+        tokenizer.path = str(path)
+        return tokenizer
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(vocab_size={self.vocab_size}, "
+                f"fingerprint={self.fingerprint[:12]!r}, path={self.path!r})")
+
+
+class BpeTokenizer(TextTokenizer):
+    """Byte-level BPE: any text round-trips, so [UNK] never occurs."""
+
+    kind = "bpe"
+
+    def __init__(self, backend: tokenizers.Tokenizer, fingerprint: str = "",
+                 path: str | None = None) -> None:
+        super().__init__(fingerprint, path)
+        # "[EOS]" typed inside a document is text, not the separator: keeps the round trip exact.
+        backend.encode_special_tokens = True
+        self._backend = backend
+
+    @classmethod
+    def fit(cls, documents: Sequence[str], vocab_size: int,
+            fingerprint: str = "") -> "BpeTokenizer":
+        backend = tokenizers.Tokenizer(models.BPE(unk_token="[UNK]"))
+        backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
+        backend.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, min_frequency=BPE_MIN_FREQUENCY,
+            special_tokens=list(SPECIAL_TOKENS),
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+        backend.train_from_iterator(documents, trainer=trainer, length=len(documents))
+        # A freshly trained BPE model encodes without its word cache; reloading it from its own
+        # JSON gives the default cache: measured 2-3x faster encoding.
+        return cls(tokenizers.Tokenizer.from_str(backend.to_str()), fingerprint)
+
+    @property
+    def vocab_size(self) -> int:
+        return self._backend.get_vocab_size()
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        # encode_batch_fast: parallel over texts, skips the character offsets we never use.
+        encodings = self._backend.encode_batch_fast(list(texts), add_special_tokens=False)
+        return [encoding.ids for encoding in encodings]
+
+    def decode_batch(self, list_of_ids: Iterable[Iterable[int]],
+                     skip_special_tokens: bool = True) -> list[str]:
+        return self._backend.decode_batch([[int(i) for i in ids] for ids in list_of_ids],
+                                          skip_special_tokens=skip_special_tokens)
+
+    def to_json(self) -> str:
+        return self._backend.to_str(pretty=False)
+
+
+class CharTokenizer(TextTokenizer):
+    """One id per character seen in training (the most frequent, up to vocab_size)."""
+
+    kind = "char"
+
+    def __init__(self, characters: Sequence[str], fingerprint: str = "",
+                 path: str | None = None) -> None:
+        super().__init__(fingerprint, path)
+        self._characters = list(characters)
+        self._ids = {c: i for i, c in enumerate(self._characters, start=len(SPECIAL_TOKENS))}
+        self._tokens = list(SPECIAL_TOKENS) + self._characters  # id -> text
+
+    @classmethod
+    def fit(cls, documents: Sequence[str], vocab_size: int,
+            fingerprint: str = "") -> "CharTokenizer":
+        counts: collections.Counter[str] = collections.Counter()
+        for text in documents:
+            counts.update(text)
+        # Most frequent first (ties by character) for the cut, then sorted so ids are stable.
+        frequent = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+        kept = sorted(c for c, _ in frequent[:vocab_size - len(SPECIAL_TOKENS)])
+        return cls(kept, fingerprint)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._tokens)
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        lookup, unk = self._ids.get, self.unk_id
+        return [[lookup(c, unk) for c in text] for text in texts]
+
+    def decode_batch(self, list_of_ids: Iterable[Iterable[int]],
+                     skip_special_tokens: bool = True) -> list[str]:
+        first_char, size = len(SPECIAL_TOKENS), len(self._tokens)
+        texts = []
+        for ids in list_of_ids:
+            ids = [int(i) for i in ids]
+            if skip_special_tokens:
+                texts.append("".join(self._tokens[i] for i in ids if first_char <= i < size))
+            else:
+                texts.append("".join(self._tokens[i] if 0 <= i < size else "[UNK]" for i in ids))
+        return texts
+
+    def to_json(self) -> str:
+        return json.dumps({"kind": self.kind, "format_version": FORMAT_VERSION,
+                           "special_tokens": list(SPECIAL_TOKENS), "characters": self._characters},
+                          ensure_ascii=False)
+
+
+TOKENIZER_KINDS: dict[str, type[TextTokenizer]] = {"bpe": BpeTokenizer, "char": CharTokenizer}
+
+
+def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig) -> TextTokenizer:
+    """Reuse config.tokenizer_path when its fingerprint matches the training text, else (re)fit."""
+    if not train_documents:
+        raise DataError("the training split is empty, so there is nothing to fit a tokenizer on: "
+                        "check data_file and split_fractions")
+    path = Path(config.tokenizer_path)
+    if path.is_dir():
+        raise DataError(f"tokenizer_path {str(path)!r} is a directory: set it to a .json file "
+                        "path, e.g. 'trained_models/tokenizer.json'")
+    _refuse_foreign_file(path)  # before the slow fit, not after
+    fingerprint = training_fingerprint(train_documents, config.tokenizer, config.vocab_size)
+    manifest = read_manifest(path)
+    if manifest is not None and path.is_file():
+        if manifest.get("fingerprint") == fingerprint:
+            log.info("tokenizer %s reused: fingerprint %s matches", path, fingerprint[:12])
+            return TextTokenizer.load(path)
+        log.info("tokenizer %s refitted: training text or settings changed (fingerprint %s -> %s)",
+                 path, str(manifest.get("fingerprint"))[:12], fingerprint[:12])
+    else:
+        log.info("tokenizer %s fitted (%s, vocab_size %d) on %d training documents",
+                 path, config.tokenizer, config.vocab_size, len(train_documents))
+    tokenizer = TOKENIZER_KINDS[config.tokenizer].fit(train_documents, config.vocab_size,
+                                                      fingerprint)
+    tokenizer.save(path)
+    return tokenizer
+
+
+def training_fingerprint(documents: Iterable[str], kind: str, vocab_size: int) -> str:
+    """sha256 of the settings and every training document (length-prefixed: no ambiguity)."""
+    settings = {"kind": kind, "vocab_size": vocab_size, "format_version": FORMAT_VERSION,
+                "special_tokens": SPECIAL_TOKENS,
+                "min_frequency": BPE_MIN_FREQUENCY if kind == "bpe" else None}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
+    for text in documents:
+        data = text.encode("utf-8", "surrogatepass")
+        digest.update(len(data).to_bytes(8, "little"))
+        digest.update(data)
+    return digest.hexdigest()
+
+
+def manifest_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name + ".manifest.json")
+
+
+def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
+    """The manifest beside a tokenizer file, or None when there is none (or it is unreadable)."""
+    try:
+        manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _refuse_foreign_file(path: Path) -> None:
+    if path.exists() and read_manifest(path) is None:
+        raise DataError(f"tokenizer_path {str(path)!r} exists without the manifest "
+                        f"{manifest_path(path).name!r}, so it was not written by this pipeline "
+                        "and will not be overwritten: delete it or set another tokenizer_path")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers (other workers, a notebook re-run) never see a half-written file."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text, encoding="utf-8")
+    os.replace(temporary, path)
