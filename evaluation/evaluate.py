@@ -1,0 +1,98 @@
+"""Held-out evaluation: one pass over a split, exact totals, no per-batch averaging.
+
+Perplexity is exp(total NLL / predicted tokens) over the whole split, and bits per character is
+the same total NLL in bits divided by the characters of the split's documents, so models with a
+character tokenizer and models with BPE land on one scale. [PAD] targets (id 0) are excluded
+everywhere, which makes the padded last batch of the validation/test splits harmless.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
+
+import tensorflow as tf
+
+from data_pipeline.errors import DataError
+
+if TYPE_CHECKING:  # type hints only
+    import keras
+
+    from data_pipeline.datasets import SplitData
+
+PAD_ID = 0  # [PAD]: never a target (see TextTokenizer.pad_id)
+logger = logging.getLogger("evaluation")
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    """Totals of one evaluation; every figure is derived from nll_nats, tokens and characters."""
+
+    perplexity: float  # exp(nll_nats / tokens)
+    bits_per_char: float  # nll_nats / ln 2 / characters
+    accuracy: float  # share of predicted tokens whose argmax is the target
+    nll_nats: float  # total negative log-likelihood over all predicted tokens, in nats
+    tokens: int  # predicted (non-pad) target tokens
+    characters: int  # characters of the documents covered (+1 separator each)
+
+    @classmethod
+    def from_totals(cls, nll_nats: float, tokens: int, correct: int | float,
+                    characters: int) -> "EvaluationResult":
+        """Build a result from summed NLL, token and correct-prediction counts."""
+        if tokens <= 0:
+            raise DataError("evaluation saw no predicted tokens (every target is [PAD]=0): the "
+                            "split is empty; give validation/test a non-zero split fraction")
+        return cls(
+            perplexity=math.exp(nll_nats / tokens),
+            bits_per_char=nll_nats / math.log(2) / characters if characters > 0 else math.nan,
+            accuracy=float(correct) / tokens,
+            nll_nats=float(nll_nats),
+            tokens=int(tokens),
+            characters=int(characters),
+        )
+
+    def to_dict(self) -> dict[str, float | int]:
+        return asdict(self)
+
+
+def _evaluation_step(model: "keras.Model") -> tf.types.experimental.GenericFunction:
+    """A compiled forward pass returning (sum NLL float64, predicted tokens, correct argmax)."""
+
+    @tf.function(reduce_retracing=True)
+    def step(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        targets = tf.cast(targets, tf.int32)  # (B, T)
+        logits = tf.cast(model(inputs, training=False), tf.float32)  # (B, T, V)
+        mask = tf.not_equal(targets, PAD_ID)  # (B, T)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets,
+                                                             logits=logits)  # (B, T)
+        nll = tf.where(mask, tf.cast(nll, tf.float64), tf.zeros_like(nll, tf.float64))
+        predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (B, T)
+        correct = tf.logical_and(mask, tf.equal(predicted, targets))
+        count = lambda flags: tf.reduce_sum(tf.cast(flags, tf.int64))  # noqa: E731
+        return tf.reduce_sum(nll), count(mask), count(correct)
+
+    return step
+
+
+def evaluate_model(model: "keras.Model", split: "SplitData") -> EvaluationResult:
+    """Iterate `split.dataset` once and return exact perplexity, bits/char and accuracy.
+
+    Sums are taken per batch on the device (NLL in float64) and accumulated on the host in
+    float64, so the result equals exp(sum NLL / count) over the whole split — the same quantity
+    the Perplexity metric accumulates during training.
+    """
+    step = _evaluation_step(model)
+    nll_nats, tokens, correct = 0.0, 0, 0
+    for inputs, targets in split.dataset:
+        batch_nll, batch_tokens, batch_correct = step(inputs, targets)
+        nll_nats += float(batch_nll)
+        tokens += int(batch_tokens)
+        correct += int(batch_correct)
+    if tokens != split.tokens:
+        logger.warning("evaluation counted %d predicted tokens but the split reports %d: "
+                       "bits/char uses the counted tokens' NLL and the split's %d characters",
+                       tokens, split.tokens, split.characters)
+    return EvaluationResult.from_totals(nll_nats, tokens, correct, split.characters)
+

@@ -1,0 +1,160 @@
+"""The comparison's figures as PNG files (returned as paths for the notebook to show).
+
+Figures are built with matplotlib's object API on the Agg canvas, not pyplot: no display is
+needed, nothing changes the notebook's backend, and no figure stays open after saving.
+Each model family keeps one colour in every figure.
+"""
+
+from __future__ import annotations
+
+import logging
+from itertools import accumulate
+from pathlib import Path
+from typing import TYPE_CHECKING, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import LogFormatter, MaxNLocator
+
+from evaluation.report import ModelReport
+
+if TYPE_CHECKING:
+    from training_assets.trainer import TrainingResult
+
+logger = logging.getLogger("evaluation")
+
+FAMILY_COLOURS = {"lstm": "tab:blue", "gru": "tab:orange", "simple_rnn": "tab:green",
+                  "transformer": "tab:red"}
+_OTHER_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+BASELINE_COLOUR = "tab:gray"
+_HISTORY_PANELS = (("loss", "Loss (nats per token)", False),
+                   ("perplexity", "Perplexity (log scale)", True),
+                   ("accuracy", "Next-token accuracy", False))
+
+
+def family_colour(name: str) -> str:
+    """The colour of a model in every figure: fixed for the known families, stable otherwise."""
+    if name in FAMILY_COLOURS:
+        return FAMILY_COLOURS[name]
+    if name.startswith("kn_"):
+        return BASELINE_COLOUR
+    return _OTHER_COLOURS[sum(map(ord, name)) % len(_OTHER_COLOURS)]
+
+
+def _log_y(axis) -> None:
+    """Log scale with plain numbers (60, not 6x10^1) on the ticks."""
+    axis.set_yscale("log")
+    axis.yaxis.set_major_formatter(LogFormatter(labelOnlyBase=False))
+    axis.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
+
+
+def _save(figure: Figure, plots_dir: str | Path, name: str) -> Path:
+    path = Path(plots_dir) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    FigureCanvasAgg(figure)  # attaches the Agg canvas: PNG without any display
+    figure.savefig(path, dpi=110)
+    return path
+
+
+def plot_histories(results: Sequence["TrainingResult"], plots_dir: str | Path) -> Path:
+    """Training (solid) and validation (dashed) loss, perplexity and accuracy per epoch."""
+    figure = Figure(figsize=(15, 4.2), layout="constrained")
+    axes = figure.subplots(1, len(_HISTORY_PANELS))
+    for axis, (metric, label, log_scale) in zip(axes, _HISTORY_PANELS):
+        for result in results:
+            colour = family_colour(result.family)
+            lines = ((metric, "-", "train"), (f"val_{metric}", "--", "validation"))
+            for key, style, suffix in lines:
+                values = result.history.get(key)
+                if values:
+                    axis.plot(range(1, len(values) + 1), values, style, marker="o", markersize=3,
+                              color=colour, label=f"{result.family} {suffix}")
+        axis.set(title=label.split(" (")[0] + " per epoch", xlabel="Epoch", ylabel=label)
+        axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if log_scale and axis.has_data():
+            _log_y(axis)
+        axis.grid(alpha=0.3)
+    if axes[0].has_data():
+        axes[0].legend(fontsize="small")
+    figure.suptitle("Training history (solid: training, dashed: validation)")
+    return _save(figure, plots_dir, "training_history.png")
+
+
+def plot_training_time(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
+    """Wall-clock training seconds per model (for the n-gram baseline: its fit time)."""
+    timed = [report for report in reports if report.train_seconds is not None]
+    figure = Figure(figsize=(7, 4), layout="constrained")
+    axis = figure.subplots()
+    names = [report.model for report in timed]
+    seconds = [report.train_seconds for report in timed]
+    bars = axis.bar(names, seconds, color=[family_colour(name) for name in names])
+    axis.bar_label(bars, labels=[f"{value:.3g} s" for value in seconds], fontsize="small")
+    if seconds and min(seconds) > 0 and max(seconds) / min(seconds) > 50:
+        _log_y(axis)  # an n-gram fit in 0.1 s next to minutes of training
+    axis.set(title="Training time", xlabel="Model", ylabel="Wall-clock seconds")
+    axis.grid(axis="y", alpha=0.3)
+    return _save(figure, plots_dir, "training_time.png")
+
+
+def plot_validation_vs_time(results: Sequence["TrainingResult"], plots_dir: str | Path) -> Path:
+    """Validation perplexity after each epoch against cumulative training seconds.
+
+    Quality per unit of compute: the honest comparison between a fast small model and a slow
+    large one. Epochs without a recorded duration (history longer than epoch_seconds) are left out.
+    """
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
+    for result in results:
+        perplexities = result.history.get("val_perplexity") or []
+        if len(perplexities) != len(result.epoch_seconds):
+            logger.warning("%s: %d validation perplexities but %d epoch durations; plotting the "
+                           "first %d", result.family, len(perplexities), len(result.epoch_seconds),
+                           min(len(perplexities), len(result.epoch_seconds)))
+        elapsed = list(accumulate(result.epoch_seconds))
+        points = list(zip(elapsed, perplexities))
+        if points:
+            axis.plot(*zip(*points), marker="o", color=family_colour(result.family),
+                      label=result.family)
+    if axis.has_data():
+        _log_y(axis)
+        axis.legend()
+    axis.set(title="Validation perplexity against training time",
+             xlabel="Cumulative training seconds (wall clock)",
+             ylabel="Validation perplexity (log scale)")
+    axis.grid(alpha=0.3, which="both")
+    return _save(figure, plots_dir, "validation_perplexity_vs_time.png")
+
+
+def plot_test_metrics(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
+    """Test perplexity and bits/char per model; baselines drawn as horizontal reference lines."""
+    models = [report for report in reports if not report.baseline]
+    baselines = [report for report in reports if report.baseline]
+    figure = Figure(figsize=(12, 4.5), layout="constrained")
+    axes = figure.subplots(1, 2)
+    panels = (("perplexity", "Test perplexity (log scale)", True, ".1f"),
+              ("bits_per_char", "Test bits per character", False, ".3f"))
+    for axis, (field, label, log_scale, number) in zip(axes, panels):
+        names = [report.model for report in models]
+        values = [getattr(report.evaluation, field) for report in models]
+        bars = axis.bar(names, values, color=[family_colour(name) for name in names])
+        axis.bar_label(bars, labels=[format(value, number) for value in values], fontsize="small")
+        for baseline in baselines:
+            value = getattr(baseline.evaluation, field)
+            axis.axhline(value, color=family_colour(baseline.model), linestyle="--",
+                         label=f"{baseline.model} baseline: {value:{number}}")
+        if log_scale:
+            _log_y(axis)
+        axis.set(title=label.split(" (")[0] + " (lower is better)", xlabel="Model", ylabel=label)
+        axis.grid(axis="y", alpha=0.3, which="both")
+        if baselines:
+            axis.legend(fontsize="small")
+    return _save(figure, plots_dir, "test_metrics.png")
+
+
+def plot_all(training_results: Sequence["TrainingResult"], reports: Sequence[ModelReport],
+             plots_dir: str | Path) -> list[Path]:
+    """Every figure of the comparison, as PNG paths in the order the notebook shows them."""
+    return [plot_histories(training_results, plots_dir),
+            plot_training_time(reports, plots_dir),
+            plot_validation_vs_time(training_results, plots_dir),
+            plot_test_metrics(reports, plots_dir)]

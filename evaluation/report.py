@@ -1,0 +1,85 @@
+"""The comparison table: one row per model, the baseline among them, best bits/char first."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+
+from evaluation.evaluate import EvaluationResult
+
+COLUMNS = ("model", "parameters", "test_perplexity", "test_bits_per_char", "test_accuracy",
+           "train_seconds", "train_tokens_per_second", "generation_ms_per_token",
+           "distinct_1", "distinct_2", "memorised_share")
+# Markdown number formats, one per column above (the CSV keeps full precision).
+_MARKDOWN_FORMATS = ("", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f")
+
+
+@dataclass(frozen=True)
+class ModelReport:
+    """One row of the table: test evaluation, training cost and generation quality of a model.
+
+    Fields a model does not have stay None (the n-gram baseline neither samples nor trains by
+    gradient descent; its `parameters` are its stored n-grams, `train_seconds` its fit time).
+    """
+
+    model: str
+    evaluation: EvaluationResult
+    parameters: int | None = None
+    train_seconds: float | None = None
+    train_tokens_per_second: float | None = None
+    generation_ms_per_token: float | None = None
+    distinct_1: float | None = None
+    distinct_2: float | None = None
+    memorised_share: float | None = None
+    baseline: bool = False  # drawn as a reference line, not a bar, in the plots
+
+    def row(self) -> dict[str, object]:
+        """The table row: names as in COLUMNS, None as NaN."""
+        value = lambda x: math.nan if x is None else x  # noqa: E731
+        return {
+            "model": self.model,
+            "parameters": self.parameters,
+            "test_perplexity": self.evaluation.perplexity,
+            "test_bits_per_char": self.evaluation.bits_per_char,
+            "test_accuracy": self.evaluation.accuracy,
+            "train_seconds": value(self.train_seconds),
+            "train_tokens_per_second": value(self.train_tokens_per_second),
+            "generation_ms_per_token": value(self.generation_ms_per_token),
+            "distinct_1": value(self.distinct_1),
+            "distinct_2": value(self.distinct_2),
+            "memorised_share": value(self.memorised_share),
+        }
+
+
+def comparison_table(rows: list[ModelReport]) -> pd.DataFrame:
+    """A DataFrame with COLUMNS, one row per model, sorted by test bits/char (best first)."""
+    if not rows:
+        raise ValueError("comparison_table needs at least one ModelReport (no model was evaluated)")
+    names = [row.model for row in rows]
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"comparison_table: model names {duplicates} appear more than once; "
+                         "give each row its own name")
+    table = pd.DataFrame([row.row() for row in rows], columns=list(COLUMNS))
+    table["parameters"] = table["parameters"].astype("Int64")  # integers, <NA> where unknown
+    return table.sort_values("test_bits_per_char", kind="stable", na_position="last",
+                             ignore_index=True)
+
+
+def save_table(df: pd.DataFrame, plots_dir: str | Path) -> list[Path]:
+    """Write `comparison.csv` (full precision) and `comparison.md` (rounded) into plots_dir."""
+    plots_dir = Path(plots_dir)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, markdown_path = plots_dir / "comparison.csv", plots_dir / "comparison.md"
+    df.to_csv(csv_path, index=False)
+    formats = [dict(zip(COLUMNS, _MARKDOWN_FORMATS)).get(column, ".4g") for column in df.columns]
+    # tabulate formats floats only: missing values become an empty cell, integers stay exact.
+    printable = df.astype(object).where(df.notna(), None)
+    markdown_path.write_text(printable.to_markdown(index=False, floatfmt=formats,
+                                                         intfmt=",", missingval="")
+                             + "\n", encoding="utf-8")
+    return [csv_path, markdown_path]

@@ -1,0 +1,34 @@
+"""distinct-n and memorisation on hand-countable samples."""
+
+import math
+
+import pytest
+
+from evaluation.quality import distinct_n, memorisation_rate
+
+
+def test_distinct_n_pools_ngrams_over_samples_without_crossing_them():
+    samples = ["the cat sat", "the cat ran", "  "]
+    assert distinct_n(samples, 1) == pytest.approx(4 / 6)  # the, cat, sat, ran of 6 words
+    # bigrams: (the cat) x2, (cat sat), (cat ran); none spans "sat" -> "the"
+    assert distinct_n(samples, 2) == pytest.approx(3 / 4)
+    assert distinct_n(["a b c d"], 4) == 1.0
+
+
+def test_a_looping_sample_scores_low():
+    assert distinct_n(["na " * 50], 2) == pytest.approx(1 / 49)
+
+
+def test_distinct_n_without_ngrams_is_nan_and_bad_n_fails():
+    assert math.isnan(distinct_n(["one", ""], 2))
+    assert math.isnan(distinct_n([], 1))
+    with pytest.raises(ValueError, match="n >= 1"):
+        distinct_n(["a"], 0)
+
+
+def test_memorisation_counts_verbatim_copies_after_stripping():
+    training = ["police probe crash ", "new school plan"]
+    generated = ["police probe crash", " new school plan\n", "new school plans", "police probe"]
+    assert memorisation_rate(generated, training) == pytest.approx(2 / 4)
+    assert memorisation_rate(["x"], iter(["x"])) == 1.0  # any iterable of documents
+    assert math.isnan(memorisation_rate([], training))
