@@ -1,0 +1,166 @@
+"""Command line: sample text from a trained model.
+
+    python -m evaluation.generate --model trained_models/gru.keras --prompt "police"
+        --sampler top_p --top-p 0.9 --temperature 0.8 -n 5
+
+The tokenizer comes from the manifest beside the model (`<family>.manifest.json`, key
+"tokenizer_path"), or --tokenizer. Prompts are cleaned like the training text (the manifest's
+`cleaning`), and sampling settings not given default to the manifest's CONFIG. Paths and the
+manifest are checked before TensorFlow is imported, so mistakes fail in a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from data_pipeline.cleaning import clean_text
+from data_pipeline.config import ConfigError, ExperimentConfig
+from data_pipeline.errors import DataError
+from data_pipeline.tokenizer import TextTokenizer
+
+SAMPLING_KEYS = ("sampler", "temperature", "top_k", "top_p", "beam_width", "max_new_tokens",
+                 "num_samples", "seed")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m evaluation.generate", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", required=True, help="a .keras file written by training")
+    parser.add_argument("--prompt", action="append", default=None,
+                        help="text to continue (repeatable); omit or '' for a new document")
+    parser.add_argument("--tokenizer", help="tokenizer JSON (default: tokenizer_path in the manifest)")
+    parser.add_argument("--sampler", choices=["greedy", "random", "top_k", "top_p", "beam"])
+    parser.add_argument("--temperature", type=float)
+    parser.add_argument("--top-k", dest="top_k", type=int)
+    parser.add_argument("--top-p", dest="top_p", type=float)
+    parser.add_argument("--beam-width", dest="beam_width", type=int)
+    parser.add_argument("--max-new-tokens", dest="max_new_tokens", type=int)
+    parser.add_argument("-n", "--num-samples", dest="num_samples", type=int,
+                        help="samples per prompt")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--no-xla", dest="jit_compile", action="store_false", default=None,
+                        help="run the sampling loop without XLA (default: per sampler)")
+    return parser.parse_args(argv)
+
+
+def manifest_path_for(model_path: Path) -> Path:
+    """`<models_dir>/<family>.manifest.json` beside `<models_dir>/<family>.keras`."""
+    return model_path.with_name(model_path.stem + ".manifest.json")
+
+
+def read_manifest(model_path: Path) -> dict[str, Any]:
+    """The model's manifest ({} when there is none); DataError if it is unreadable."""
+    path = manifest_path_for(model_path)
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as error:
+        raise DataError(f"manifest {str(path)!r} is not valid JSON ({error}): re-run training "
+                        "or pass --tokenizer") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"manifest {str(path)!r} must hold one JSON object")
+    return manifest
+
+
+def experiment_config(manifest: dict[str, Any]) -> ExperimentConfig:
+    """The CONFIG the model was trained with, or the defaults if it is absent or outdated."""
+    try:
+        return ExperimentConfig.from_dict(manifest.get("config") or {}, source="manifest config")
+    except ConfigError as error:
+        print(f"warning: using default settings; the manifest's config does not validate: {error}",
+              file=sys.stderr)
+        return ExperimentConfig()
+
+
+def find_tokenizer(model_path: Path, manifest: dict[str, Any], override: str | None) -> TextTokenizer:
+    """--tokenizer, else the manifest's tokenizer_path (as written, or beside the model)."""
+    if override:
+        return TextTokenizer.load(override)
+    recorded = manifest.get("tokenizer_path")
+    if not recorded:
+        raise DataError(f"no tokenizer for {str(model_path)!r}: its manifest "
+                        f"{str(manifest_path_for(model_path))!r} is missing or has no "
+                        "'tokenizer_path'; pass --tokenizer PATH")
+    candidates = [Path(recorded), model_path.parent / Path(recorded).name]
+    found = next((path for path in candidates if path.is_file()), None)
+    if found is None:
+        raise DataError(f"tokenizer {recorded!r} named in the manifest of {str(model_path)!r} does "
+                        f"not exist (also looked in {str(model_path.parent)!r}): pass --tokenizer PATH")
+    tokenizer = TextTokenizer.load(found)
+    expected = manifest.get("tokenizer_fingerprint")
+    if expected and tokenizer.fingerprint and expected != tokenizer.fingerprint:
+        raise DataError(f"tokenizer {str(found)!r} was refitted after {str(model_path)!r} was "
+                        "trained (fingerprints differ), so its ids mean other text: retrain the "
+                        "model or pass the original tokenizer with --tokenizer")
+    return tokenizer
+
+
+def load_trained_model(model_path: Path):
+    """keras.saving.load_model with safe_mode on; clear DataErrors instead of Keras tracebacks."""
+    import keras
+
+    import model_architectures  # noqa: F401  registers the model classes for deserialization
+
+    try:
+        return keras.saving.load_model(model_path)
+    except ValueError as error:
+        if "safe_mode" in str(error):
+            raise DataError(f"{str(model_path)!r} contains code (e.g. a Lambda layer) that Keras "
+                            "only loads with safe_mode=False, which runs arbitrary code from the "
+                            "file: this tool never does that; retrain with the project's model "
+                            "families, or load it yourself only if you trust its source") from None
+        raise DataError(f"{str(model_path)!r} cannot be loaded as a Keras model: {error}") from None
+    except TypeError as error:  # unknown registered class, e.g. from another project
+        raise DataError(f"{str(model_path)!r} uses a class this project does not define: "
+                        f"{error}") from None
+
+
+def run(args: argparse.Namespace) -> list[str]:
+    """The generated documents, in prompt order, `num_samples` per prompt."""
+    model_path = Path(args.model)
+    if not model_path.is_file():
+        raise DataError(f"model file {str(model_path)!r} does not exist: train one first "
+                        "(python -m training_assets.run) or check --model")
+    manifest = read_manifest(model_path)
+    tokenizer = find_tokenizer(model_path, manifest, args.tokenizer)
+    if "vocab_size" in manifest and manifest["vocab_size"] != tokenizer.vocab_size:
+        raise DataError(f"tokenizer {tokenizer.path!r} has vocab_size={tokenizer.vocab_size} but "
+                        f"{str(model_path)!r} was trained with vocab_size={manifest['vocab_size']}: "
+                        "use the tokenizer named in its manifest")
+    config = experiment_config(manifest)
+    settings = {key: getattr(args, key) if getattr(args, key) is not None else getattr(config, key)
+                for key in SAMPLING_KEYS}
+    if settings["num_samples"] < 1 or settings["max_new_tokens"] < 1:
+        raise DataError("-n and --max-new-tokens must be >= 1")
+    prompts = [clean_text(prompt, config.cleaning_steps) for prompt in (args.prompt or [""])]
+
+    from evaluation.generation import document_start_id, generate
+
+    model = load_trained_model(model_path)
+    return generate(model, tokenizer, [p for p in prompts for _ in range(settings["num_samples"])],
+                    max_new_tokens=settings["max_new_tokens"], sampler=settings["sampler"],
+                    temperature=settings["temperature"], top_k=settings["top_k"],
+                    top_p=settings["top_p"], beam_width=settings["beam_width"],
+                    seed=settings["seed"], start_id=document_start_id(config),
+                    jit_compile=args.jit_compile)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        texts = run(args)
+    except (DataError, ConfigError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for text in texts:
+        print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,135 @@
+"""A pre-LayerNorm causal Transformer decoder (GPT-2 shape) built from keras-hub layers.
+
+Learned positions, N `TransformerDecoder(normalize_first=True)` blocks with GELU feed-forward and
+a key/value cache, a final LayerNorm, and a `ReversibleEmbedding` output (tied by default).
+Token and position embeddings are separate layers, as in keras_hub's GPT2Backbone, so the
+reversed (output) matmul can run in float32 under mixed precision.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import keras
+import keras_hub
+import keras_tuner as kt
+from keras import ops
+
+from model_architectures.search_space import (DROPOUT, EMBEDDING_DIM, LEARNING_RATE,
+                                              TIE_EMBEDDINGS, Dimension, SearchSpace, declare)
+
+TRANSFORMER_SPACE: SearchSpace = {
+    "learning_rate": LEARNING_RATE,
+    "dropout": DROPOUT,
+    # Two blocks by default: one block cannot compose attention patterns (induction heads).
+    "num_layers": Dimension("int", 2, min=1, max=2, step=1, lowest=1, highest=64),
+    "embedding_dim": EMBEDDING_DIM,
+    "num_heads": Dimension("choice", 4, values=(2, 4), lowest=1, highest=256),
+    "ff_dim": Dimension("int", 256, min=128, max=256, step=64, lowest=1, highest=262144),
+    "tie_embeddings": TIE_EMBEDDINGS,
+}
+
+
+def _normal(stddev: float) -> keras.initializers.Initializer:
+    return keras.initializers.RandomNormal(stddev=stddev)
+
+
+@keras.saving.register_keras_serializable(package="text_synthesis")
+class TransformerLanguageModel(keras.Model):
+    """Token ids (B, T<=max_len) -> next-token logits (B, T, V), causal self-attention."""
+
+    def __init__(self, vocab_size: int, max_len: int, embedding_dim: int = 128, num_layers: int = 2,
+                 num_heads: int = 4, ff_dim: int = 256, dropout: float = 0.2,
+                 tie_embeddings: bool = True, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.vocab_size, self.max_len = int(vocab_size), int(max_len)
+        self.embedding_dim, self.num_layers = int(embedding_dim), int(num_layers)
+        self.num_heads, self.ff_dim = int(num_heads), int(ff_dim)
+        self.dropout, self.tie_embeddings = float(dropout), bool(tie_embeddings)
+        if self.embedding_dim < self.num_heads:
+            raise ValueError(f"embedding_dim={self.embedding_dim} must be >= num_heads={self.num_heads}")
+        self.head_dim = self.embedding_dim // self.num_heads
+
+        self.token_embedding = keras.layers.ReversibleEmbedding(
+            self.vocab_size, self.embedding_dim, tie_weights=self.tie_embeddings,
+            embeddings_initializer=_normal(0.02), reverse_dtype="float32", name="token_embedding")
+        self.position_embedding = keras_hub.layers.PositionEmbedding(
+            sequence_length=self.max_len, initializer=_normal(0.02), name="position_embedding")
+        self.embedding_dropout = keras.layers.Dropout(self.dropout, name="embedding_dropout")
+        self.blocks = [
+            keras_hub.layers.TransformerDecoder(
+                intermediate_dim=self.ff_dim, num_heads=self.num_heads, dropout=self.dropout,
+                activation="gelu", normalize_first=True, layer_norm_epsilon=1e-5,
+                kernel_initializer=_normal(0.02), name=f"block_{index}")
+            for index in range(self.num_layers)
+        ]
+        self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
+
+    @property
+    def max_sequence_length(self) -> int | None:
+        """Learned positions exist only for 0..max_len-1."""
+        return self.max_len
+
+    def build(self, input_shape: tuple) -> None:
+        batch, length = input_shape[0], input_shape[1]
+        hidden_shape = (batch, length, self.embedding_dim)
+        self.token_embedding.build((batch, length))
+        self.position_embedding.build(hidden_shape)
+        for block in self.blocks:
+            block.build(hidden_shape)
+        self.final_norm.build(hidden_shape)
+        self.built = True
+
+    def _embed(self, token_ids, start_index=0, training: bool = False):
+        tokens = self.token_embedding(token_ids)  # (B, T, E)
+        positions = self.position_embedding(tokens, start_index=start_index)  # (B, T, E)
+        return self.embedding_dropout(tokens + positions, training=training)
+
+    def _logits(self, x):
+        x = self.final_norm(x)  # (B, T, E)
+        return ops.cast(self.token_embedding(x, reverse=True), "float32")  # (B, T, V)
+
+    def call(self, token_ids, training: bool = False):
+        x = self._embed(token_ids, training=training)
+        for block in self.blocks:
+            x = block(x, training=training)  # causal mask applied by the decoder block
+        return self._logits(x)
+
+    def build_cache(self, batch_size: int, max_length: int):
+        """Empty key/value cache: (B, num_layers, 2, max_length, num_heads, head_dim)."""
+        if max_length > self.max_len:
+            raise ValueError(f"max_length={max_length} exceeds the model's learned positions "
+                             f"(max_len={self.max_len})")
+        shape = (batch_size, self.num_layers, 2, max_length, self.num_heads, self.head_dim)
+        return ops.zeros(shape, dtype=self.compute_dtype)
+
+    def call_with_cache(self, token_ids, cache, cache_update_index):
+        """Process token_ids (B, t) at positions index.., writing their keys/values into the cache."""
+        x = self._embed(token_ids, start_index=cache_update_index)  # (B, t, E)
+        caches = []
+        for index, block in enumerate(self.blocks):
+            x, layer_cache = block(x, self_attention_cache=cache[:, index, ...],
+                                   self_attention_cache_update_index=cache_update_index)
+            caches.append(layer_cache)  # (B, 2, S, H, D)
+        return self._logits(x), ops.stack(caches, axis=1)  # (B, t, V), (B, L, 2, S, H, D)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update({
+            "vocab_size": self.vocab_size, "max_len": self.max_len,
+            "embedding_dim": self.embedding_dim, "num_layers": self.num_layers,
+            "num_heads": self.num_heads, "ff_dim": self.ff_dim, "dropout": self.dropout,
+            "tie_embeddings": self.tie_embeddings,
+        })
+        return config
+
+
+def build_transformer(hp: kt.HyperParameters, vocab_size: int, max_len: int,
+                      overrides: Mapping[str, Any] | None = None) -> keras.Model:
+    """Declare the Transformer search space on `hp` and return an uncompiled model."""
+    values = declare(hp, "transformer", TRANSFORMER_SPACE, overrides)
+    return TransformerLanguageModel(
+        vocab_size=vocab_size, max_len=max_len, embedding_dim=values["embedding_dim"],
+        num_layers=values["num_layers"], num_heads=values["num_heads"], ff_dim=values["ff_dim"],
+        dropout=values["dropout"], tie_embeddings=values["tie_embeddings"],
+        name="transformer_language_model")
