@@ -24,11 +24,11 @@ from data_pipeline.datasets import Datasets, build_datasets
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import kneser_ney_report
 from evaluation.evaluate import evaluate_model
-from evaluation.generation import generate_timed
+from evaluation.generation import document_start_id, generate_timed
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
-from training_assets.cluster import is_chief
+from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
@@ -120,7 +120,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         model, data.tokenizer, list(config.prompts) * config.num_samples,
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-        beam_width=config.beam_width, seed=config.seed)
+        beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config))
     report = ModelReport(
         model=training.family,
         evaluation=evaluation,
@@ -167,11 +167,17 @@ def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentRe
     """All stages, in the notebook's order, printing progress as they go."""
     if not isinstance(config, ExperimentConfig):
         config = ExperimentConfig.from_dict(config)
+    config = config_for_this_process(config)  # a cluster worker writes to its own scratch space
     started = time.perf_counter()
     environment = setup_environment(config)
     log.info("environment: %s", environment.describe())
     data = prepare_data(config, environment)
     log.info("data:\n%s", split_summary(data).to_string())
+    if tuning_role().is_worker:  # keras-tuner worker: run the chief's trials, then stop
+        for family in config.models_to_run:
+            tune_model(family, data.datasets, config, environment.strategy)
+        log.info("tuning worker: no trials left; the chief trains and reports")
+        return ExperimentResult(environment, data, [], None, pd.DataFrame(), [])
     runs = []
     for family in config.models_to_run:
         log.info("== %s: tuning and training", family)

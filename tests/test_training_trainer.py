@@ -1,0 +1,125 @@
+"""train_model on tiny real models: learning is shown against the unigram bar, outputs and stops are checked."""
+
+import json
+import math
+
+import keras
+import numpy as np
+import pytest
+from training_factories import TINY_HYPERPARAMETERS, make_config, make_data, unigram_perplexity
+
+from model_architectures.registry import hyperparameters_for
+from training_assets.callbacks import ResumableEarlyStopping
+from training_assets.strategy import select_strategy
+from training_assets.trainer import read_history, train_model
+
+
+def train(config, family="gru", strategy=None, callbacks=(), replicas=1, hyperparameters=None):
+    strategy = strategy or select_strategy("default")
+    tokenizer, datasets = make_data(config, num_replicas=replicas)
+    hp = hyperparameters_for(family, hyperparameters or config.hyperparameters[family])
+    result = train_model(family, hp, datasets, config, strategy, tokenizer, callbacks=callbacks)
+    return result, datasets, tokenizer
+
+
+@pytest.mark.parametrize("family", ["lstm", "gru", "simple_rnn", "transformer"])
+def test_every_family_learns_below_unigram_perplexity(tmp_path, family):
+    config = make_config(tmp_path, models_to_run=[family], final_training_epochs=2)
+    result, datasets, tokenizer = train(config, family)
+
+    bar = unigram_perplexity(datasets.validation.token_stream)
+    best = min(result.history["val_perplexity"])
+    assert best < 0.5 * bar, f"{family}: val perplexity {best:.2f} vs unigram {bar:.2f}"
+    assert result.history["perplexity"][-1] < result.history["perplexity"][0]
+    assert len(result.epoch_seconds) == 2 and result.train_seconds == pytest.approx(sum(result.epoch_seconds))
+    assert result.train_tokens_per_second > 0 and result.parameters > 0
+    assert not result.diverged and result.stopped_reason == "completed 2 of 2 epochs"
+
+    # The checkpoint is the best epoch, reloads as is, and its manifest says how to use it.
+    model = keras.saving.load_model(result.checkpoint_path)
+    assert model.evaluate(datasets.validation.dataset, return_dict=True, verbose=0)["perplexity"] == \
+        pytest.approx(best, rel=1e-4)
+    manifest = json.loads((tmp_path / "models" / f"{family}.manifest.json").read_text())
+    assert manifest["family"] == family and manifest["vocab_size"] == datasets.vocab_size
+    assert manifest["tokenizer_fingerprint"] == tokenizer.fingerprint
+    assert manifest["tokenizer_path"] == config.tokenizer_path and manifest["parameters"] == result.parameters
+    assert manifest["config"]["max_len"] == 16 and manifest["training"]["best_epoch"] in (1, 2)
+    assert manifest["hyperparameters"] == result.hyperparameters
+    assert not (tmp_path / "models" / ".backup" / family).exists()  # removed after a finished run
+
+
+def test_mirrored_strategy_over_two_cpus_fits_and_evaluates(tmp_path):
+    strategy = select_strategy("mirrored")
+    config = make_config(tmp_path, strategy="mirrored", batch_size=4, final_training_epochs=2)
+    result, datasets, _ = train(config, "gru", strategy=strategy, replicas=2)
+    assert datasets.global_batch_size == 8
+    assert min(result.history["val_perplexity"]) < 0.5 * unigram_perplexity(datasets.validation.token_stream)
+    with strategy.scope():
+        model = keras.saving.load_model(result.checkpoint_path)
+    logs = model.evaluate(datasets.validation.dataset, return_dict=True, verbose=0)
+    assert logs["perplexity"] == pytest.approx(min(result.history["val_perplexity"]), rel=1e-4)
+
+
+def test_time_budget_stops_after_the_step_that_passes_it_and_steps_are_capped(tmp_path):
+    config = make_config(tmp_path, train_time_budget_seconds=1e-3, final_training_epochs=3, steps_per_epoch=5)
+    result, _, _ = train(config)
+    assert result.stopped_reason.startswith("time budget of 0.001 s reached")
+    rows = read_history(tmp_path / "models" / "gru.history.csv")
+    assert len(rows) == 1 and rows[0]["epoch_steps"] == 1  # stopped after one step, epoch still validated
+    assert math.isfinite(result.history["val_perplexity"][0])
+
+    config = make_config(tmp_path / "capped", final_training_epochs=1, steps_per_epoch=5, tensorboard=True)
+    train(config)
+    assert read_history(tmp_path / "capped" / "models" / "gru.history.csv")[0]["epoch_steps"] == 5
+    assert any((tmp_path / "capped" / "models" / "tensorboard" / "gru").rglob("events.out.tfevents.*"))
+
+
+class PoisonWeights(keras.callbacks.Callback):
+    """Makes training diverge: NaN weights after the 3rd step of the 2nd epoch."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch == 1 and batch == 2:
+            variable = self.model.trainable_variables[0]
+            variable.assign(np.full(variable.shape, np.nan, variable.dtype))
+
+
+def test_divergence_stops_training_and_keeps_the_best_checkpoint(tmp_path):
+    config = make_config(tmp_path, final_training_epochs=3)
+    result, datasets, _ = train(config, callbacks=[PoisonWeights()])
+    assert result.diverged and result.stopped_reason.startswith("diverged: loss became nan at epoch 2")
+    assert len(result.history["val_perplexity"]) == 2 and math.isnan(result.history["val_perplexity"][1])
+    model = keras.saving.load_model(result.checkpoint_path)  # epoch 1's model, finite
+    logs = model.evaluate(datasets.validation.dataset, return_dict=True, verbose=0)
+    assert logs["perplexity"] == pytest.approx(result.history["val_perplexity"][0], rel=1e-4)
+
+
+def test_a_checkpoint_of_another_run_is_moved_aside_not_overwritten(tmp_path):
+    config = make_config(tmp_path, final_training_epochs=1)
+    train(config)
+    models = tmp_path / "models"
+    first_bytes = (models / "gru.keras").read_bytes()
+
+    different = {**TINY_HYPERPARAMETERS["gru"], "units": 24}
+    train(config, hyperparameters=different)
+    moved = sorted(path.name for path in models.iterdir() if ".moved-" in path.name)
+    assert [name.split(".moved-")[0] for name in moved] == ["gru.history.csv", "gru.keras", "gru.manifest.json"]
+    assert (models / next(name for name in moved if name.startswith("gru.keras"))).read_bytes() == first_bytes
+    assert json.loads((models / "gru.manifest.json").read_text())["hyperparameters"]["units"] == 24
+
+
+def test_early_stopping_state_survives_a_restart(tmp_path):
+    """After a resume at epoch 3 with history [5, 4, 4.5] and patience 1, a worse epoch 3 stops training."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    saved = [np.full(w.shape, 7.0, w.dtype) for w in model.get_weights()]
+    stopper = ResumableEarlyStopping(monitor="val_perplexity", mode="min", patience=1, restore_best_weights=True,
+                                     resume_history=[5.0, 4.0, 4.5], best_weights_loader=lambda: saved)
+    stopper.set_model(model)
+    stopper.on_train_begin()
+    assert (stopper.best, stopper.best_epoch, stopper.wait) == (4.0, 1, 1)
+    stopper.on_epoch_end(3, {"val_perplexity": 4.6})
+    assert model.stop_training and "after epoch 2" in stopper.reason
+    stopper.on_train_end()
+    assert np.all(model.get_weights()[0] == 7.0)  # best epoch's weights, read from the checkpoint

@@ -1,0 +1,150 @@
+"""Callbacks of the final training and of tuning trials: timing, time budget, divergence, resumable
+early stopping. Each one records why it stopped training, so the result can say so.
+
+Order matters in the callback list: BackupAndRestore first (it restores weights and the epoch in
+on_train_begin, before the others look at the model), EpochClock before CSVLogger (it adds its
+timings to the epoch logs that CSVLogger and History then record).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Callable
+
+import keras
+import keras_tuner as kt
+
+from training_assets.multi_worker import any_worker
+
+logger = logging.getLogger("training_assets")
+
+TIMING_KEYS = ("epoch_seconds", "epoch_train_seconds", "epoch_steps", "epoch_cold_start")
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Wall time of each epoch (training + validation), of its training part alone, and its steps.
+
+    Adds them to the epoch logs as `epoch_seconds`, `epoch_train_seconds` and `epoch_steps`, so
+    the CSV history of a resumed run still holds the timings of the epochs before the restart;
+    `epoch_cold_start` is 1 for the first epoch of a fit call (it includes tracing/compiling).
+    """
+
+    def on_train_begin(self, logs=None):
+        self._cold = True
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._train_end = None
+        self._steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._steps = batch + 1  # batch is the index of the last batch run (steps_per_execution-safe)
+
+    def on_test_begin(self, logs=None):
+        if getattr(self, "_train_end", 0) is None:  # validation inside fit: training part ends here
+            self._train_end = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        if logs is not None:
+            logs["epoch_seconds"] = end - self._epoch_start
+            logs["epoch_train_seconds"] = (self._train_end or end) - self._epoch_start
+            logs["epoch_steps"] = self._steps
+            logs["epoch_cold_start"] = int(self._cold)
+        self._cold = False
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stop at the end of the step that passes `seconds` of training in this process.
+
+    Keras then finishes the epoch as usual (validation, checkpoint), so nothing is lost.
+    """
+
+    def __init__(self, seconds: float):
+        super().__init__()
+        self.seconds = float(seconds)
+        self.reason: str | None = None
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self.reason = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        elapsed = time.perf_counter() - self._start
+        # every worker of a cluster must stop at the same step: any worker's clock decides for all
+        if self.reason is None and any_worker(elapsed >= self.seconds, self.model.distribute_strategy):
+            self.reason = (f"time budget of {self.seconds:g} s reached after {elapsed:.1f} s "
+                           f"(epoch {self._epoch + 1}, step {batch + 1})")
+            logger.info("stopping: %s", self.reason)
+            self.model.stop_training = True
+
+
+class DivergenceGuard(keras.callbacks.TerminateOnNaN):
+    """TerminateOnNaN that remembers where the loss stopped being finite."""
+
+    def __init__(self):
+        super().__init__()
+        self.reason: str | None = None
+
+    def on_train_begin(self, logs=None):
+        self.reason = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.reason is None and loss is not None and not math.isfinite(float(loss)):
+            self.reason = (f"diverged: loss became {float(loss)} at epoch {self._epoch + 1}, "
+                           f"step {batch + 1}")
+            logger.error("training %s; stopping, the best checkpoint so far is kept", self.reason)
+        super().on_batch_end(batch, logs)
+
+    @property
+    def diverged(self) -> bool:
+        return self.reason is not None
+
+
+class FailTrialOnNaN(keras.callbacks.Callback):
+    """In a tuning trial, a non-finite loss fails the trial (keras-tuner records it and moves on)
+    instead of reporting a NaN objective that the oracle would have to rank."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise kt.errors.FailedTrialError(f"trial diverged: loss {float(loss)} at step {batch + 1}")
+
+
+class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+    """EarlyStopping whose state (best value, best epoch, epochs without improvement, best weights)
+    survives a restart: BackupAndRestore brings back the weights and the epoch, this brings back
+    what EarlyStopping had learnt from the epochs before the kill (read from the CSV history).
+    """
+
+    def __init__(self, *args, resume_history: list[float] | None = None,
+                 best_weights_loader: Callable[[], list] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.resume_history = list(resume_history or [])  # monitored value of each finished epoch
+        self.best_weights_loader = best_weights_loader
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        finite = [(value, epoch) for epoch, value in enumerate(self.resume_history) if math.isfinite(value)]
+        if not finite:
+            return
+        self.best, self.best_epoch = min(finite) if self.mode != "max" else max(finite)
+        self.wait = len(self.resume_history) - 1 - self.best_epoch
+        if self.restore_best_weights and self.best_weights_loader is not None:
+            self.best_weights = self.best_weights_loader()
+
+    @property
+    def reason(self) -> str | None:
+        if self.stopped_epoch <= 0:
+            return None
+        return (f"early stopping: {self.monitor} did not improve for {self.patience} epoch(s) "
+                f"after epoch {self.best_epoch + 1}")

@@ -1,0 +1,267 @@
+"""Final training of one model family with its best hyperparameters: checkpoints, resume, timings.
+
+Files, for family `f` in config.models_dir:
+  f.keras               best epoch so far (ModelCheckpoint on val_perplexity)
+  f.manifest.json       what the checkpoint is: family, hyperparameters, vocabulary, tokenizer, config
+  f.history.csv         one row per epoch (CSVLogger, appended when a killed run resumes)
+  .backup/f/            BackupAndRestore's last finished epoch; removed when training ends
+A checkpoint whose manifest does not describe this run (other family, vocabulary, tokenizer or
+hyperparameters) is moved aside with its history and backup, never overwritten or deleted.
+
+Throughput: train_tokens_per_second = predicted training tokens / seconds of the training part of
+the epochs (validation excluded), over the epochs that did not start a process: the first epoch
+of each process also pays for tracing and compiling. With a single epoch that epoch is used.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import logging
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import keras
+import keras_tuner as kt
+import tensorflow as tf
+
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.datasets import Datasets
+from data_pipeline.tokenizer import TextTokenizer
+from model_architectures.registry import build_model
+from training_assets.artifacts import mismatched_keys, move_aside, read_json, write_json
+from training_assets.callbacks import TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping, TimeBudget
+from training_assets.cluster import backup_dir
+from training_assets.compile import compile_model, configure_precision
+from training_assets.multi_worker import enable_multi_worker_fit
+
+logger = logging.getLogger("training_assets")
+
+MONITOR = "val_perplexity"
+# Manifest keys that must match for an existing checkpoint/backup to belong to this run.
+IDENTITY_KEYS = ("family", "hyperparameters", "vocab_size", "max_len", "tokenizer_fingerprint")
+
+
+@dataclass
+class TrainingResult:
+    family: str
+    hyperparameters: dict
+    history: dict[str, list[float]]  # per epoch, all epochs incl. those before a resume
+    epoch_seconds: list[float]  # wall time per epoch, training + validation
+    train_seconds: float  # sum of epoch_seconds
+    train_tokens_per_second: float
+    parameters: int
+    checkpoint_path: str
+    diverged: bool
+    stopped_reason: str
+
+
+@dataclass(frozen=True)
+class TrainingPaths:
+    checkpoint: Path
+    manifest: Path
+    history: Path
+    backup: Path
+    tensorboard: Path
+
+    @classmethod
+    def for_family(cls, models_dir: str | os.PathLike, family: str) -> "TrainingPaths":
+        root = Path(models_dir)
+        return cls(checkpoint=root / f"{family}.keras", manifest=root / f"{family}.manifest.json",
+                   history=root / f"{family}.history.csv",
+                   backup=Path(backup_dir(root / ".backup" / family)),
+                   tensorboard=root / "tensorboard" / family)
+
+
+def training_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
+    """Batches per epoch: a full pass over train, or config.steps_per_epoch if that is fewer."""
+    return min(config.steps_per_epoch or datasets.train.steps, datasets.train.steps)
+
+
+def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Datasets, config: ExperimentConfig,
+                strategy: tf.distribute.Strategy, tokenizer: TextTokenizer, *,
+                callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainingResult:
+    """Train `family` with `hyperparameters`, keep the best epoch in `<models_dir>/<family>.keras`.
+
+    A run killed mid-way resumes from its last finished epoch when config.resume is set.
+    `callbacks` are extra Keras callbacks (e.g. printing samples each epoch), run after ours.
+    """
+    paths = TrainingPaths.for_family(config.models_dir, family)
+    steps = training_steps_per_epoch(datasets, config)
+    configure_precision(config, strategy)
+    enable_multi_worker_fit(strategy)
+    with strategy.scope():
+        model = build_model(family, hyperparameters, datasets.vocab_size, datasets.max_len,
+                            config.hyperparameters.get(family))
+        compile_model(model, config, hyperparameters.get("learning_rate"),
+                      total_steps=steps * config.final_training_epochs, strategy=strategy)
+
+    manifest = run_manifest(family, hyperparameters, datasets, tokenizer, model.count_params(), config)
+    finished_epochs = _prepare_outputs(paths, manifest, config.resume)
+    earlier = read_history(paths.history)[:finished_epochs]
+    _rewrite_history(paths.history, earlier, resuming=finished_epochs > 0)
+    write_json(paths.manifest, manifest)
+
+    guard, clock = DivergenceGuard(), EpochClock()
+    budget = TimeBudget(config.train_time_budget_seconds) if config.train_time_budget_seconds else None
+    best_so_far = [row.get(MONITOR, math.nan) for row in earlier]
+    early = ResumableEarlyStopping(
+        monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True,
+        resume_history=best_so_far, best_weights_loader=lambda: _checkpoint_weights(paths.checkpoint))
+    finite_best = [value for value in best_so_far if math.isfinite(value)]
+    all_callbacks = [
+        keras.callbacks.BackupAndRestore(str(paths.backup)),  # first: restores weights and epoch
+        clock,  # before CSVLogger: adds the epoch timings to the logs it writes
+        keras.callbacks.CSVLogger(str(paths.history), append=finished_epochs > 0),
+        guard,
+        keras.callbacks.ModelCheckpoint(str(paths.checkpoint), monitor=MONITOR, mode="min",
+                                        save_best_only=True,
+                                        initial_value_threshold=min(finite_best) if finite_best else None),
+        early,
+        *([budget] if budget else []),
+        *([keras.callbacks.TensorBoard(str(paths.tensorboard))] if config.tensorboard else []),
+        *callbacks,
+    ]
+    if finished_epochs:
+        logger.info("%s: resuming after epoch %d of %d from %s", family, finished_epochs,
+                    config.final_training_epochs, paths.backup)
+    model.fit(datasets.train.dataset, validation_data=datasets.validation.dataset,
+              epochs=config.final_training_epochs,
+              steps_per_epoch=steps if steps < datasets.train.steps else None,
+              callbacks=all_callbacks, shuffle=False, verbose=2)  # tf.data shuffles
+
+    rows = read_history(paths.history)
+    best_epoch = _best_epoch(rows)
+    reason = (guard.reason or (budget.reason if budget else None) or early.reason
+              or f"completed {len(rows)} of {config.final_training_epochs} epochs")
+    if guard.diverged:
+        logger.error("%s %s; the best checkpoint (epoch %s) is kept in %s", family, guard.reason,
+                     best_epoch, paths.checkpoint)
+    if not paths.checkpoint.exists():  # no finite validation result ever: keep the last state, say so
+        logger.warning("%s: no epoch had a finite %s; saving the final weights to %s", family, MONITOR,
+                       paths.checkpoint)
+        model.save(paths.checkpoint)
+    result = _result(family, hyperparameters, rows, datasets, model.count_params(), paths, guard.diverged, reason)
+    write_json(paths.manifest, {**manifest, "training": {
+        "stopped_reason": reason, "diverged": guard.diverged, "epochs": len(rows),
+        "best_epoch": best_epoch, "train_seconds": result.train_seconds,
+        "train_tokens_per_second": result.train_tokens_per_second}})
+    logger.info("%s: %s; best %s %.3f (epoch %s); %.0f tokens/s", family, reason, MONITOR,
+                rows[best_epoch - 1][MONITOR] if best_epoch else math.nan, best_epoch,
+                result.train_tokens_per_second)
+    return result
+
+
+def run_manifest(family: str, hyperparameters: kt.HyperParameters, datasets: Datasets, tokenizer: TextTokenizer,
+                 parameters: int, config: ExperimentConfig) -> dict[str, Any]:
+    """What the checkpoint holds and how to use it (the generate CLI finds the tokenizer here)."""
+    return {
+        "family": family,
+        "hyperparameters": model_hyperparameters(hyperparameters),
+        "vocab_size": datasets.vocab_size,
+        "max_len": datasets.max_len,
+        "tokenizer_path": tokenizer.path or config.tokenizer_path,
+        "tokenizer_kind": tokenizer.kind,
+        "tokenizer_fingerprint": tokenizer.fingerprint,
+        "parameters": int(parameters),
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "keras_version": keras.__version__,
+        "config": config.to_dict(),
+    }
+
+
+def model_hyperparameters(hyperparameters: kt.HyperParameters) -> dict[str, Any]:
+    """The model's values, without Hyperband's bookkeeping entries ("tuner/epochs", ...)."""
+    return {name: value for name, value in hyperparameters.values.items() if not name.startswith("tuner/")}
+
+
+def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
+    """CSVLogger rows as floats ("nan"/"inf" included), in file order; [] if there is no file."""
+    path = Path(path)
+    if not path.exists():
+        return []
+    with path.open(newline="", encoding="utf-8") as handle:
+        return [{key: _as_float(value) for key, value in row.items() if key is not None}
+                for row in csv.DictReader(handle)]
+
+
+def _as_float(value: str | None) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _prepare_outputs(paths: TrainingPaths, manifest: dict[str, Any], resume: bool) -> int:
+    """Move aside another run's files; return the epochs already finished when resuming (else 0)."""
+    existing = [p for p in (paths.checkpoint, paths.manifest, paths.history, paths.backup) if p.exists()]
+    if not existing:
+        return 0
+    identity = {key: manifest[key] for key in IDENTITY_KEYS}
+    different = mismatched_keys(read_json(paths.manifest), identity)
+    if different:
+        for path in existing:
+            move_aside(path, f"it belongs to a run with different {different}")
+        return 0
+    metadata = read_json(paths.backup / "training_metadata.json") if paths.backup.exists() else None
+    if metadata is not None and resume:
+        return int(metadata.get("epoch", 0))
+    if paths.backup.exists():
+        move_aside(paths.backup, "resume=False: not continuing the interrupted run" if not resume
+                   else "it has no readable training_metadata.json, so its epoch is unknown")
+    if paths.checkpoint.exists():
+        logger.info("retraining %s: the same run's checkpoint %s will be replaced by this run's best epoch",
+                    manifest["family"], paths.checkpoint)
+    return 0
+
+
+def _rewrite_history(path: Path, rows: list[dict[str, float]], resuming: bool) -> None:
+    """Keep only the finished epochs' rows when resuming (a kill can land between the backup and the CSV)."""
+    if not path.exists():
+        return
+    if not resuming:
+        path.unlink()  # same run, starting over: its old history no longer describes the checkpoint
+        return
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        if rows:
+            writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows({key: (int(v) if key == "epoch" else v) for key, v in row.items()} for row in rows)
+
+
+def _checkpoint_weights(path: Path) -> list | None:
+    """Weights of the best checkpoint, for EarlyStopping's restore after a resume."""
+    try:
+        return keras.saving.load_model(path, compile=False).get_weights()
+    except (OSError, ValueError) as error:
+        logger.warning("could not read %s to restore the best weights later: %s", path, error)
+        return None
+
+
+def _best_epoch(rows: list[dict[str, float]]) -> int | None:
+    finite = [(row[MONITOR], index + 1) for index, row in enumerate(rows) if math.isfinite(row.get(MONITOR, math.nan))]
+    return min(finite)[1] if finite else None
+
+
+def _result(family: str, hyperparameters: kt.HyperParameters, rows: list[dict[str, float]], datasets: Datasets,
+            parameters: int, paths: TrainingPaths, diverged: bool, reason: str) -> TrainingResult:
+    skip = {"epoch", *TIMING_KEYS}
+    history = {key: [row[key] for row in rows] for key in (rows[0] if rows else {}) if key not in skip}
+    epoch_seconds = [row.get("epoch_seconds", math.nan) for row in rows]
+    return TrainingResult(
+        family=family, hyperparameters=model_hyperparameters(hyperparameters), history=history,
+        epoch_seconds=epoch_seconds, train_seconds=float(sum(epoch_seconds)),
+        train_tokens_per_second=_tokens_per_second(rows, datasets.train.tokens / datasets.train.steps),
+        parameters=int(parameters), checkpoint_path=str(paths.checkpoint), diverged=diverged,
+        stopped_reason=reason)
+
+
+def _tokens_per_second(rows: list[dict[str, float]], tokens_per_step: float) -> float:
+    """Tokens over training seconds of the warm epochs (not the first of a process), else of all."""
+    warm = [row for row in rows if row.get("epoch_cold_start", 1.0) == 0.0] or rows
+    seconds = sum(row.get("epoch_train_seconds", math.nan) for row in warm)
+    tokens = sum(row.get("epoch_steps", 0.0) for row in warm) * tokens_per_step
+    return float(tokens / seconds) if seconds > 0 else math.nan
