@@ -123,3 +123,17 @@ def test_early_stopping_state_survives_a_restart(tmp_path):
     assert model.stop_training and "after epoch 2" in stopper.reason
     stopper.on_train_end()
     assert np.all(model.get_weights()[0] == 7.0)  # best epoch's weights, read from the checkpoint
+
+
+def test_capped_epochs_never_run_out_of_batches(tmp_path):
+    """With steps_per_epoch below one pass, later epochs still get all their steps (repeat)."""
+    config = make_config(tmp_path, final_training_epochs=4, early_stopping_patience=10)
+    tokenizer, datasets = make_data(config)
+    steps = max(1, (datasets.train.steps * 2) // 3)  # 4 epochs x 2/3 of a pass > one pass
+    config = make_config(tmp_path, final_training_epochs=4, early_stopping_patience=10,
+                         steps_per_epoch=steps)
+    strategy = select_strategy("default")
+    train_model("gru", hyperparameters_for("gru", config.hyperparameters["gru"]), datasets, config,
+                strategy, tokenizer)
+    rows = read_history(tmp_path / "models" / "gru.history.csv")
+    assert [row["epoch_steps"] for row in rows] == [steps] * 4

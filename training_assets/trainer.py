@@ -76,6 +76,15 @@ class TrainingPaths:
                    tensorboard=root / "tensorboard" / family)
 
 
+def epoch_source(datasets: Datasets, steps: int) -> tf.data.Dataset:
+    """The training batches for `fit`: repeated when an epoch is shorter than one pass.
+
+    Keras does not restart a dataset between epochs when steps_per_epoch is given, so without
+    repeat() a capped epoch would run out of batches after one pass (each pass still reshuffles).
+    """
+    return datasets.train.dataset.repeat() if steps < datasets.train.steps else datasets.train.dataset
+
+
 def training_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
     """Batches per epoch: a full pass over train, or config.steps_per_epoch if that is fewer."""
     return min(config.steps_per_epoch or datasets.train.steps, datasets.train.steps)
@@ -128,9 +137,9 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     if finished_epochs:
         logger.info("%s: resuming after epoch %d of %d from %s", family, finished_epochs,
                     config.final_training_epochs, paths.backup)
-    model.fit(datasets.train.dataset, validation_data=datasets.validation.dataset,
+    model.fit(epoch_source(datasets, steps), validation_data=datasets.validation.dataset,
               epochs=config.final_training_epochs,
-              steps_per_epoch=steps if steps < datasets.train.steps else None,
+              steps_per_epoch=steps,
               callbacks=all_callbacks, shuffle=False, verbose=2)  # tf.data shuffles
 
     rows = read_history(paths.history)

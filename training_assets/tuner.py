@@ -29,6 +29,7 @@ from training_assets.callbacks import FailTrialOnNaN
 from training_assets.cluster import family_oracle
 from training_assets.compile import compile_model, configure_precision
 from training_assets.multi_worker import enable_multi_worker_fit
+from training_assets.trainer import epoch_source
 
 logger = logging.getLogger("training_assets")
 
@@ -104,9 +105,9 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
             if done:
                 logger.info("tuning %s: resuming, %d of %d trials already finished in %s",
                             family, done, config.tuning_trials, project)
-        tuner.search(datasets.train.dataset, validation_data=datasets.validation.dataset,
+        tuner.search(epoch_source(datasets, steps), validation_data=datasets.validation.dataset,
                      epochs=config.tuning_epochs,
-                     steps_per_epoch=steps if steps < datasets.train.steps else None,
+                     steps_per_epoch=steps,
                      callbacks=[FailTrialOnNaN(), *callbacks], shuffle=False, verbose=2)
     if role.is_worker:  # the chief may already be gone; it holds and reports the best values
         logger.info("tuning %s: worker %s finished its trials; the chief reports the best "
