@@ -113,6 +113,12 @@ class _CompiledLoop:
             logits, cache = model_ref().call_with_cache(tokens, cache, step)  # (B, 1, V)
             return ops.squeeze(logits, axis=1) + never, None, cache  # (B, V)
 
+        def prefill(token_ids, cache):  # (B, t) prompt tokens before the first sampled one
+            return model_ref().call_with_cache(token_ids, cache, 0)[1]
+
+        # Compiled: run eagerly, the prefill of a short prompt cost more than 50 decoding steps.
+        self.prefill = tf.function(prefill, reduce_retracing=True)
+
         def run(token_ids, cache, index, mask, stop_token_ids):
             return self.sampler(next=next_logits, prompt=token_ids, cache=cache, index=index,
                                 mask=mask, stop_token_ids=stop_token_ids, model=model_ref())
@@ -248,7 +254,7 @@ def _run(model: keras.Model, loop: _CompiledLoop, batch: _Batch, stop_at_end: bo
     batch_size, total = batch.token_ids.shape
     cache = model.build_cache(batch_size, total)
     if start > 1:
-        _, cache = model.call_with_cache(batch.token_ids[:, : start - 1], cache, 0)
+        cache = loop.prefill(tf.constant(batch.token_ids[:, : start - 1]), cache)
     out = loop.functions[stop_at_end](tf.constant(batch.token_ids), cache,
                                       tf.constant(start, dtype="int32"), tf.constant(batch.mask))
     return np.asarray(out)

@@ -43,7 +43,7 @@ def test_logits_at_every_position(family):
 def test_defaults_lie_inside_the_reference_ranges(family):
     hp = hyperparameters_for(family)
     values = hp.values
-    assert values["learning_rate"] == 1e-3
+    assert values["learning_rate"] == (1e-3 if family == "transformer" else 1e-2)
     assert 0.2 <= values["dropout"] <= 0.5
     assert 1 <= values["num_layers"] <= 2
     assert 64 <= values["embedding_dim"] <= 256
@@ -62,13 +62,13 @@ def test_defaults_lie_inside_the_reference_ranges(family):
 def test_overrides_fix_choose_and_narrow():
     hp = hyperparameters_for("gru", {
         "units": 128,                                # scalar -> Fixed
-        "learning_rate": [3e-3, 1e-3],               # list -> Choice, default kept if listed
+        "learning_rate": [3e-3, 1e-2],               # list -> Choice, default kept if listed
         "embedding_dim": {"min": 32, "max": 48, "step": 16},  # dict -> narrowed Int
         "dropout": {"min": 0.0, "max": 0.1},         # default 0.2 outside -> low end
     })
     space = {parameter.name: parameter for parameter in hp.space}
     assert isinstance(space["units"], kt.engine.hyperparameters.Fixed) and hp.get("units") == 128
-    assert list(space["learning_rate"].values) == [3e-3, 1e-3] and hp.get("learning_rate") == 1e-3
+    assert list(space["learning_rate"].values) == [3e-3, 1e-2] and hp.get("learning_rate") == 1e-2
     assert (space["embedding_dim"].min_value, space["embedding_dim"].max_value) == (32, 48)
     assert hp.get("embedding_dim") == 32
     assert hp.get("dropout") == 0.0
