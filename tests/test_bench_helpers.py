@@ -1,0 +1,80 @@
+"""Benchmark helpers: the PyTorch GPT really has the Keras Transformer's shape, and the figures
+derived from curves (bits/char, time to beat a bar, formulation speed-up) are computed right."""
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from benchmarks import common
+from benchmarks.throughput import load_torch_state_into, torch_state_of, training_flops_per_token
+from benchmarks.time_to_quality import bits_per_char, compare_formulations, first_time_below
+from model_architectures.registry import build_model
+
+SHAPE = {"num_layers": 2, "num_heads": 2, "embedding_dim": 16, "ff_dim": 32, "dropout": 0.0,
+         "tie_embeddings": True}
+
+
+def test_torch_gpt_with_copied_weights_gives_the_keras_logits():
+    torch = pytest.importorskip("torch")
+    from benchmarks.torch_gpt import GPT, GPTConfig, masked_cross_entropy
+
+    keras_model = build_model("transformer", None, 23, 8, SHAPE)
+    torch_model = GPT(GPTConfig(vocab_size=23, max_len=8, num_layers=2, num_heads=2,
+                                embedding_dim=16, ff_dim=32))
+    torch_model.load_state_dict({k: torch.from_numpy(v) for k, v in torch_state_of(keras_model).items()})
+    tokens = np.random.default_rng(0).integers(1, 23, (3, 8)).astype(np.int32)
+    expected = np.asarray(keras_model(tokens))  # (3, 8, 23)
+    got = torch_model(torch.from_numpy(tokens.astype(np.int64))).detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    targets = torch.from_numpy(tokens.astype(np.int64))
+    targets[:, -2:] = 0  # [PAD] targets are ignored
+    kept = targets != 0
+    by_hand = -torch.log_softmax(torch.from_numpy(expected), -1).gather(-1, targets[..., None])[..., 0][kept].mean()
+    assert float(masked_cross_entropy(torch.from_numpy(expected), targets)) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_state_round_trips_into_another_keras_model():
+    source = build_model("transformer", None, 23, 8, SHAPE)
+    target = build_model("transformer", None, 23, 8, SHAPE)
+    tokens = np.arange(1, 17, dtype=np.int32).reshape(2, 8)
+    assert not np.allclose(np.asarray(source(tokens)), np.asarray(target(tokens)))
+    load_torch_state_into(target, torch_state_of(source))
+    np.testing.assert_allclose(np.asarray(target(tokens)), np.asarray(source(tokens)), atol=1e-6)
+
+
+def test_training_flops_count_the_tied_output_once_and_no_lookups():
+    model = build_model("transformer", None, 23, 8, SHAPE)
+    per_token = model.count_params() - 8 * 16  # position embeddings are a lookup
+    assert training_flops_per_token(model, 8) == 6 * per_token + 12 * 2 * 8 * 16
+    untied = build_model("gru", None, 23, 8, {"tie_embeddings": False, "units": 8, "embedding_dim": 4})
+    assert training_flops_per_token(untied, 8) == 6 * (untied.count_params() - 23 * 4)
+
+
+def test_curve_figures():
+    assert bits_per_char(math.exp(2.0), tokens=10, characters=20) == pytest.approx(1.0 / math.log(2))
+    curve = [{"train_seconds": 5.0, "val_bits_per_char": 2.5}, {"train_seconds": 9.0, "val_bits_per_char": 1.9},
+             {"train_seconds": 12.0, "val_bits_per_char": 1.8}]
+    assert first_time_below(curve, 2.0) == 9.0
+    assert first_time_below(curve, 1.0) is None
+    reference = {"family": "gru", "curve": [{"train_seconds": 100.0, "val_bits_per_char": 2.4},
+                                            {"train_seconds": 200.0, "val_bits_per_char": 2.0}]}
+    comparison = compare_formulations({"curve": curve}, reference)
+    assert comparison["causal_seconds_to_reach_it"] == 9.0
+    assert comparison["speedup"] == pytest.approx(22.2)
+    assert comparison["goal_met"] is True
+
+
+def test_results_carry_the_machine_and_quick_runs_never_overwrite_real_ones(tmp_path, monkeypatch):
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    quick = common.write_results("demo", {"rows": [1]}, quick=True, started=0.0)
+    real = common.write_results("demo", {"rows": [2]}, quick=False, started=0.0)
+    assert quick.name == "demo.quick.json" and real.name == "demo.json"
+    document = json.loads(real.read_text())
+    assert document["rows"] == [2] and document["machine"]["cpus"] >= 1
+    assert len(document["machine"]["load_average_1m_5m_15m"]) == 3
+    monkeypatch.setenv("BENCH_QUICK", "1")
+    assert common.parse_args("demo", []).quick is True
+    monkeypatch.setenv("BENCH_QUICK", "0")
+    assert common.parse_args("demo", []).quick is False
