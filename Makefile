@@ -31,5 +31,9 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m benchmarks
 
+## Optional: PyTorch (benchmark-only) for the Keras-vs-PyTorch comparison.
+bench-torch: $(STAMP)
+	$(PY) -m pip install --quiet -r requirements-bench.txt
+
 clean:
 	rm -rf $(VENV) executed .pytest_cache

@@ -38,6 +38,7 @@ REFERENCE_BUDGET_SECONDS = 300.0  # one reference epoch, or as much of it as fit
 # simple_rnn is the weakest family: half the budget keeps `make bench` under ~45 minutes.
 FAMILY_BUDGET_SECONDS = {"simple_rnn": 150.0}
 REFERENCE_POINTS = 4  # validation points per reference epoch
+CAUSAL_POINTS = 2  # validation points per pass over the causal training split (steps_per_epoch)
 SPEEDUP_GOAL = 20  # causal reaches the reference's quality in <= 1/20 of its time
 QUICK = {"sample_size": 3000, "vocab_size": 1000, "budget": 8.0, "reference_budget": 8.0}
 
@@ -174,6 +175,8 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
     result: dict[str, Any] = {"family": family, "objective": objective,
                               "hyperparameters": dict(hyperparameters.values)}
     if objective == "causal":
+        points = max(datasets.train.steps // CAUSAL_POINTS, 1)
+        config = config.model_copy(update={"steps_per_epoch": points})
         trained = train_model(family, hyperparameters, datasets, config, strategy, tokenizer,
                               callbacks=[curve])
         model = keras.saving.load_model(trained.checkpoint_path)

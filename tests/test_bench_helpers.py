@@ -78,3 +78,20 @@ def test_results_carry_the_machine_and_quick_runs_never_overwrite_real_ones(tmp_
     assert common.parse_args("demo", []).quick is True
     monkeypatch.setenv("BENCH_QUICK", "0")
     assert common.parse_args("demo", []).quick is False
+
+
+def test_auto_xla_on_cpu_only_for_models_without_recurrent_layers():
+    """benchmarks/throughput.py measured XLA faster for the Transformer, slower for LSTM/GRU on CPU."""
+    import tensorflow as tf
+
+    from data_pipeline.config import ExperimentConfig
+    from training_assets.compile import resolve_jit_compile
+
+    if any(d.device_type != "CPU" for d in tf.config.list_physical_devices()):
+        pytest.skip("the CPU rule only applies on CPU-only machines")
+    config, strategy = ExperimentConfig(), tf.distribute.get_strategy()
+    assert resolve_jit_compile(config, strategy) is False  # model unknown: the safe choice
+    assert resolve_jit_compile(config, strategy, build_model("transformer", None, 23, 8, SHAPE)) is True
+    assert resolve_jit_compile(config, strategy, build_model("gru", None, 23, 8, {"units": 8})) is False
+    assert resolve_jit_compile(ExperimentConfig(jit_compile=False), strategy,
+                               build_model("transformer", None, 23, 8, SHAPE)) is False
