@@ -29,6 +29,7 @@ from tokenizers import decoders, models, pre_tokenizers, trainers
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
+from data_pipeline.manifests import read_json, write_json, write_text_atomically
 
 log = logging.getLogger("data_pipeline")
 
@@ -79,8 +80,8 @@ class TextTokenizer:
                     "fingerprint": self.fingerprint, "format_version": FORMAT_VERSION,
                     "special_tokens": list(SPECIAL_TOKENS),
                     "library": f"tokenizers {tokenizers.__version__}"}
-        _write_atomically(path, self.to_json())
-        _write_atomically(manifest_path(path), json.dumps(manifest, indent=2))
+        write_text_atomically(path, self.to_json())
+        write_json(manifest_path(path), manifest)
         self.path = str(path)
 
     @classmethod
@@ -254,11 +255,7 @@ def manifest_path(path: str | os.PathLike) -> Path:
 
 def read_manifest(path: str | os.PathLike) -> dict[str, Any] | None:
     """The manifest beside a tokenizer file, or None when there is none (or it is unreadable)."""
-    try:
-        manifest = json.loads(manifest_path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    return read_json(manifest_path(path))
 
 
 def _refuse_foreign_file(path: Path) -> None:
@@ -266,10 +263,3 @@ def _refuse_foreign_file(path: Path) -> None:
         raise DataError(f"tokenizer_path {str(path)!r} exists without the manifest "
                         f"{manifest_path(path).name!r}, so it was not written by this pipeline "
                         "and will not be overwritten: delete it or set another tokenizer_path")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    """Readers (other workers, a notebook re-run) never see a half-written file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)

@@ -13,24 +13,6 @@ from typing import Any, Mapping
 logger = logging.getLogger("training_assets")
 
 
-def read_json(path: str | os.PathLike) -> dict[str, Any] | None:
-    """The JSON object in `path`, or None if the file is missing or unreadable (e.g. half-written)."""
-    try:
-        value = json.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def write_json(path: str | os.PathLike, value: Mapping[str, Any]) -> None:
-    """Write via a temporary file and rename, so a killed process never leaves half a manifest."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(value, indent=2, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(temporary, path)
-
-
 def move_aside(path: str | os.PathLike, reason: str) -> Path | None:
     """Rename `path` (file or folder) to `<name>.moved-<timestamp>` beside it; log why. None if absent."""
     path = Path(path)

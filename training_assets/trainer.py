@@ -32,7 +32,8 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import Datasets
 from data_pipeline.tokenizer import TextTokenizer
 from model_architectures.registry import build_model
-from training_assets.artifacts import mismatched_keys, move_aside, read_json, write_json
+from data_pipeline.manifests import read_json, write_json
+from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping, TimeBudget
 from training_assets.cluster import backup_dir
 from training_assets.compile import compile_model, configure_precision

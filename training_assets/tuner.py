@@ -24,7 +24,8 @@ import tensorflow as tf
 from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.datasets import Datasets
 from model_architectures.registry import build_model, hyperparameters_for
-from training_assets.artifacts import mismatched_keys, move_aside, read_json, write_json
+from data_pipeline.manifests import read_json, write_json
+from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import FailTrialOnNaN
 from training_assets.cluster import family_oracle
 from training_assets.compile import compile_model, configure_precision
