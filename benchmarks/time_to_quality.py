@@ -159,7 +159,7 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
     from evaluation.baselines import KneserNeyLM
     from evaluation.evaluate import evaluate_model
     from model_architectures.registry import build_model, hyperparameters_for
-    from training_assets.callbacks import TimeBudget
+    from training_assets.callbacks import ScheduleToTimeBudget, TimeBudget
     from training_assets.compile import compile_model, configure_precision
     from training_assets.strategy import select_strategy
     from training_assets.trainer import train_model
@@ -190,11 +190,12 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
         model = last_position_model(language_model)
         epoch_steps = datasets.train.steps
         steps = max(epoch_steps // REFERENCE_POINTS, 1)
-        compile_model(model, config, hyperparameters.get("learning_rate"),
-                      total_steps=epoch_steps, strategy=strategy)
-        budget = TimeBudget(arguments["budget"])
+        schedule = compile_model(model, config, hyperparameters.get("learning_rate"),
+                                 total_steps=epoch_steps, strategy=strategy)
+        budget = TimeBudget(arguments["budget"])  # and the same decay-by-the-budget as the causal runs
+        fit_schedule = ScheduleToTimeBudget(schedule, budget.seconds, steps)
         model.fit(datasets.train.dataset.map(_last_target).repeat(), steps_per_epoch=steps,
-                  epochs=REFERENCE_POINTS, callbacks=[budget, curve], verbose=2,
+                  epochs=REFERENCE_POINTS, callbacks=[budget, fit_schedule, curve], verbose=2,
                   validation_data=datasets.validation.dataset.map(_last_target))
         result.update(parameters=language_model.count_params(),
                       stopped_reason=budget.reason or "one epoch completed",

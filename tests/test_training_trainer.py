@@ -74,6 +74,32 @@ def test_time_budget_stops_after_the_step_that_passes_it_and_steps_are_capped(tm
     assert any((tmp_path / "capped" / "models" / "tensorboard" / "gru").rglob("events.out.tfevents.*"))
 
 
+class LearningRateLog(keras.callbacks.Callback):
+    """The optimizer's learning rate after every training step."""
+
+    def on_train_begin(self, logs=None):
+        self.rates = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def test_cosine_schedule_decays_by_the_end_of_a_time_budget(tmp_path):
+    # 1,000 planned epochs, stopped by a 4 s budget: the decay must end with the budget, not the epochs.
+    peak = TINY_HYPERPARAMETERS["gru"]["learning_rate"]
+    config = make_config(tmp_path, learning_rate_schedule="cosine", warmup_steps=0, train_time_budget_seconds=4,
+                         final_training_epochs=1000, steps_per_epoch=20, early_stopping_patience=1000)
+    log = LearningRateLog()
+    result, _, _ = train(config, callbacks=[log])
+    assert result.stopped_reason.startswith("time budget of 4 s reached")
+    steps = len(log.rates)
+    assert steps > 100, steps  # enough steps for the schedule to be re-estimated many times
+    assert log.rates[0] == pytest.approx(peak, rel=0.02)
+    assert log.rates[steps // 2] < 0.9 * peak  # decaying mid-way (an epoch-sized cosine is still at ~peak)
+    assert 0.1 * peak <= log.rates[-1] < 0.25 * peak, log.rates[-10:]  # near the 10% floor at the end
+    assert keras.saving.load_model(result.checkpoint_path) is not None  # the schedule serialises
+
+
 class PoisonWeights(keras.callbacks.Callback):
     """Makes training diverge: NaN weights after the 3rd step of the 2nd epoch."""
 

@@ -16,7 +16,8 @@ from typing import Callable
 import keras
 import keras_tuner as kt
 
-from training_assets.multi_worker import any_worker
+from training_assets.compile import WarmupCosineDecay
+from training_assets.multi_worker import any_worker, mean_over_workers
 
 logger = logging.getLogger("training_assets")
 
@@ -82,6 +83,63 @@ class TimeBudget(keras.callbacks.Callback):
                            f"(epoch {self._epoch + 1}, step {batch + 1})")
             logger.info("stopping: %s", self.reason)
             self.model.stop_training = True
+
+
+class ScheduleToTimeBudget(keras.callbacks.Callback):
+    """Ends a cosine schedule's decay when the time budget ends, not at the last epoch.
+
+    A schedule sized in epochs never decays when a time budget stops training long before them.
+    Every `every` steps and at each epoch end this estimates the steps that fit in the seconds
+    left (measured seconds per training step after the first, compiling, step, plus the last
+    validation's seconds spread over an epoch's steps) and moves the decay's end there, never
+    past the steps the schedule was built for. Workers of a cluster use their mean estimate.
+    """
+
+    def __init__(self, schedule: WarmupCosineDecay, seconds: float, steps_per_epoch: int, every: int = 16):
+        super().__init__()
+        self.schedule, self.seconds, self.every = schedule, float(seconds), int(every)
+        self.steps_per_epoch = max(int(steps_per_epoch), 1)
+        self.planned_steps = schedule.total_steps  # the epochs' length: the decay never ends later
+
+    def on_train_begin(self, logs=None):
+        self._start = time.perf_counter()
+        self._warm: tuple[float, int, float] | None = None  # (time, step, validation s) after step 1
+        self._validation_seconds = self._last_validation = 0.0
+        self._steps_since_update = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._warm is None:
+            self._warm = (time.perf_counter(), self._step(), self._validation_seconds)
+            return
+        self._steps_since_update += 1
+        if self._steps_since_update >= self.every:
+            self._update()
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._last_validation = time.perf_counter() - self._test_start
+        self._validation_seconds += self._last_validation
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._warm is not None:
+            self._update()
+
+    def _step(self) -> int:
+        return int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+
+    def _update(self) -> None:
+        self._steps_since_update = 0
+        now, step = time.perf_counter(), self._step()
+        warm_time, warm_step, warm_validation = self._warm
+        if step <= warm_step:
+            return
+        step_seconds = (now - warm_time - (self._validation_seconds - warm_validation)) / (step - warm_step)
+        cost_per_step = step_seconds + self._last_validation / self.steps_per_epoch
+        steps_left = max(self.seconds - (now - self._start), 0.0) / cost_per_step
+        steps_left = mean_over_workers(steps_left, self.model.distribute_strategy)
+        self.schedule.fit_to_steps(min(step + max(int(steps_left), 1), self.planned_steps))
 
 
 class DivergenceGuard(keras.callbacks.TerminateOnNaN):

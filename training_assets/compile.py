@@ -25,6 +25,7 @@ and 1 elsewhere; it is forced to 1 under Mirrored/MultiWorker strategies, where 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import keras
 import tensorflow as tf
@@ -102,8 +103,35 @@ def resolve_steps_per_execution(config: ExperimentConfig, strategy: tf.distribut
     return config.steps_per_execution
 
 
+@keras.saving.register_keras_serializable(package="training_assets")
+class WarmupCosineDecay(keras.optimizers.schedules.CosineDecay):
+    """Keras' warmup + cosine decay whose length can change during training.
+
+    The decay length lives in a variable so that `fit_to_steps` can stretch or shrink it while
+    the compiled train step keeps running: a run stopped by a time budget long before its last
+    epoch would otherwise train at the peak rate until it is cut off (see ScheduleToTimeBudget).
+    """
+
+    def __init__(self, initial_learning_rate: float, decay_steps: int, **kwargs: Any):
+        super().__init__(initial_learning_rate, decay_steps, **kwargs)
+        self.decay_steps = keras.Variable(float(decay_steps), dtype="float32", trainable=False,
+                                          name="cosine_decay_steps")
+
+    @property
+    def total_steps(self) -> int:
+        """Warmup + decay steps: the step at which the rate reaches its floor."""
+        return int(keras.ops.convert_to_numpy(self.decay_steps)) + int(self.warmup_steps)
+
+    def fit_to_steps(self, total_steps: int) -> None:
+        """End the decay at `total_steps` (warmup unchanged)."""
+        self.decay_steps.assign(float(max(int(total_steps) - int(self.warmup_steps), 1)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), "decay_steps": int(keras.ops.convert_to_numpy(self.decay_steps))}
+
+
 def learning_rate_schedule(config: ExperimentConfig, learning_rate: float,
-                           total_steps: int) -> float | keras.optimizers.schedules.LearningRateSchedule:
+                           total_steps: int) -> float | WarmupCosineDecay:
     """Constant, or linear warmup from 0 to `learning_rate` then cosine decay to 10% of it at total_steps.
 
     total_steps counts batches (the optimizer's step counter advances every batch, also with
@@ -117,20 +145,20 @@ def learning_rate_schedule(config: ExperimentConfig, learning_rate: float,
     if warmup < config.warmup_steps:
         logger.info("warmup_steps=%d capped at %d (10%% of %d total steps)", config.warmup_steps, warmup, total_steps)
     if warmup == 0:
-        return keras.optimizers.schedules.CosineDecay(float(learning_rate), decay_steps=total_steps,
-                                                      alpha=COSINE_FINAL_FRACTION)
-    return keras.optimizers.schedules.CosineDecay(
+        return WarmupCosineDecay(float(learning_rate), decay_steps=total_steps, alpha=COSINE_FINAL_FRACTION)
+    return WarmupCosineDecay(
         initial_learning_rate=0.0, decay_steps=max(total_steps - warmup, 1), alpha=COSINE_FINAL_FRACTION,
         warmup_target=float(learning_rate), warmup_steps=warmup)
 
 
-def build_optimizer(config: ExperimentConfig, learning_rate: float, total_steps: int) -> keras.optimizers.Optimizer:
+def build_optimizer(config: ExperimentConfig,
+                    learning_rate: float | WarmupCosineDecay) -> keras.optimizers.Optimizer:
     """Adam or AdamW (decoupled weight decay, not on biases/norms), clipped, optionally accumulating.
 
     Under a distribution strategy Keras clips each replica's gradients before they are summed.
     """
     common = dict(
-        learning_rate=learning_rate_schedule(config, learning_rate, total_steps),
+        learning_rate=learning_rate,
         clipnorm=config.clipnorm,
         gradient_accumulation_steps=(config.gradient_accumulation_steps
                                      if config.gradient_accumulation_steps > 1 else None),
@@ -143,13 +171,18 @@ def build_optimizer(config: ExperimentConfig, learning_rate: float, total_steps:
 
 
 def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float, total_steps: int,
-                  strategy: tf.distribute.Strategy) -> None:
-    """Compile `model` (built under `strategy.scope()`) for masked causal LM training."""
+                  strategy: tf.distribute.Strategy) -> float | WarmupCosineDecay:
+    """Compile `model` (built under `strategy.scope()`) for masked causal LM training.
+
+    Returns the learning rate or schedule it used (a time budget fits the schedule's length).
+    """
     with strategy.scope():
+        schedule = learning_rate_schedule(config, learning_rate, total_steps)
         model.compile(
-            optimizer=build_optimizer(config, learning_rate, total_steps),
+            optimizer=build_optimizer(config, schedule),
             loss=masked_loss(),
             metrics=[Perplexity(), MaskedAccuracy()],
             jit_compile=resolve_jit_compile(config, strategy, model),
             steps_per_execution=resolve_steps_per_execution(config, strategy),
         )
+    return schedule

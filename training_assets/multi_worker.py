@@ -96,6 +96,14 @@ def any_worker(flag: bool, strategy: tf.distribute.Strategy) -> bool:
     return bool(votes > 0)
 
 
+def mean_over_workers(value: float, strategy: tf.distribute.Strategy) -> float:
+    """The mean of `value` over workers, for estimates every worker must act on identically
+    (the steps left in a time budget sets the learning rate: workers must agree on it)."""
+    if not in_multi_worker_mode(strategy):
+        return float(value)
+    return float(strategy.reduce("MEAN", tf.constant(float(value)), axis=None))
+
+
 def enable_multi_worker_fit(strategy: tf.distribute.Strategy | None = None) -> bool:
     """Install the compatibility layer (idempotent); True when `strategy` needs it.
 

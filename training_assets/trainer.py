@@ -34,9 +34,10 @@ from data_pipeline.tokenizer import TextTokenizer
 from model_architectures.registry import build_model
 from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
-from training_assets.callbacks import TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping, TimeBudget
+from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
+                                      ScheduleToTimeBudget, TimeBudget)
 from training_assets.cluster import backup_dir
-from training_assets.compile import compile_model, configure_precision
+from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision
 from training_assets.multi_worker import enable_multi_worker_fit
 
 logger = logging.getLogger("training_assets")
@@ -106,8 +107,8 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     with strategy.scope():
         model = build_model(family, hyperparameters, datasets.vocab_size, datasets.max_len,
                             config.hyperparameters.get(family))
-        compile_model(model, config, hyperparameters.get("learning_rate"),
-                      total_steps=steps * config.final_training_epochs, strategy=strategy)
+        schedule = compile_model(model, config, hyperparameters.get("learning_rate"),
+                                 total_steps=steps * config.final_training_epochs, strategy=strategy)
 
     manifest = run_manifest(family, hyperparameters, datasets, tokenizer, model.count_params(), config)
     finished_epochs = _prepare_outputs(paths, manifest, config.resume)
@@ -117,6 +118,9 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
 
     guard, clock = DivergenceGuard(), EpochClock()
     budget = TimeBudget(config.train_time_budget_seconds) if config.train_time_budget_seconds else None
+    budget_callbacks = [budget] if budget else []
+    if budget and isinstance(schedule, WarmupCosineDecay):  # decay by the end of the budget, not of the epochs
+        budget_callbacks.append(ScheduleToTimeBudget(schedule, budget.seconds, steps))
     best_so_far = [row.get(MONITOR, math.nan) for row in earlier]
     early = ResumableEarlyStopping(
         monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True,
@@ -131,7 +135,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
                                         save_best_only=True,
                                         initial_value_threshold=min(finite_best) if finite_best else None),
         early,
-        *([budget] if budget else []),
+        *budget_callbacks,
         *([keras.callbacks.TensorBoard(str(paths.tensorboard))] if config.tensorboard else []),
         *callbacks,
     ]
