@@ -222,3 +222,12 @@ def worker_arguments(argv: Sequence[str] | None) -> dict[str, Any] | None:
 
 def print_worker_result(result: Mapping[str, Any]) -> None:
     print(json.dumps(dict(result), default=_jsonable), flush=True)
+
+
+def served_as_worker(argv: Sequence[str] | None, work: Callable[[dict[str, Any]], Mapping[str, Any]]) -> bool:
+    """In a worker process (argv = [--worker, JSON]): print `work(arguments)` as JSON, return True."""
+    arguments = worker_arguments(argv)
+    if arguments is None:
+        return False
+    print_worker_result(work(arguments))
+    return True

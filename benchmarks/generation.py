@@ -21,8 +21,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks.common import (load_average, parse_args, peak_rss_mb, print_worker_result, report,
-                               run_worker, worker_arguments, write_results)
+from benchmarks.common import (load_average, parse_args, peak_rss_mb, report, served_as_worker,
+                               run_worker, write_results)
 
 NAME = "generation"
 FAMILIES = ("lstm", "gru", "simple_rnn", "transformer")
@@ -94,9 +94,7 @@ def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    arguments = worker_arguments(argv)
-    if arguments is not None:
-        print_worker_result(family_worker(arguments))
+    if served_as_worker(argv, family_worker):
         return
     args = parse_args(__doc__.splitlines()[0], argv)
     started = time.perf_counter()

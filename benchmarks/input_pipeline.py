@@ -15,8 +15,8 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from benchmarks.common import (load_average, parse_args, peak_rss_mb, print_worker_result, report,
-                               run_worker, worker_arguments, write_results)
+from benchmarks.common import (load_average, parse_args, peak_rss_mb, report, served_as_worker,
+                               run_worker, write_results)
 
 NAME = "input_pipeline"
 FAMILIES = ("transformer", "gru")
@@ -68,9 +68,7 @@ def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    arguments = worker_arguments(argv)
-    if arguments is not None:
-        print_worker_result(family_worker(arguments))
+    if served_as_worker(argv, family_worker):
         return
     args = parse_args(__doc__.splitlines()[0], argv)
     started = time.perf_counter()

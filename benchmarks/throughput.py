@@ -28,7 +28,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from benchmarks.common import (limit_threads, load_average, parse_args, peak_rss_mb,
-                               print_worker_result, report, run_worker, worker_arguments,
+                               report, run_worker, served_as_worker,
                                write_results)
 
 NAME = "throughput"
@@ -346,9 +346,7 @@ WORKERS = {"family": family_worker, "keras_gpt": keras_gpt_worker, "torch_gpt": 
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    arguments = worker_arguments(argv)
-    if arguments is not None:
-        print_worker_result(WORKERS[arguments.pop("kind")](arguments))
+    if served_as_worker(argv, lambda arguments: WORKERS[arguments.pop("kind")](arguments)):
         return
     args = parse_args(__doc__.splitlines()[0], argv, lambda parser: parser.add_argument(
         "--profile", metavar="DIR", help="also write a TF profiler trace of the Keras GPT to DIR"))
