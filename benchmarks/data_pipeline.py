@@ -1,37 +1,29 @@
 """Data pipeline speed: tokenizer fit time, encode throughput (MB/s), tf.data batches per second.
 
-Run `python -m benchmarks.data_pipeline`. Measures the built-in corpus and, when it is there,
-../shared/data/abcnews-date-text-sample.csv (relative to the repo root); writes
-benchmarks/results/data_pipeline.json and prints a table. Figures depend on the machine and on
-whatever else runs on it: the JSON records the CPU count and the load average beside them.
+Run `python -m benchmarks.data_pipeline [--quick]`. Measures the built-in corpus and, when it is
+there, the ABC headlines sample beside the repo, each with the BPE and the character tokenizer.
+Encode and iteration figures are the best of a few runs (the least disturbed on a shared machine).
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
-import pandas as pd
-import tokenizers
-
+from benchmarks.common import (ABC_HEADLINES, load_average, parse_args, report, write_results)
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import load_corpus
 from data_pipeline.datasets import build_datasets
 from data_pipeline.tokenizer import fit_or_load_tokenizer
 
-ABC_HEADLINES = (Path(__file__).resolve().parents[2] / "shared" / "data"
-                 / "abcnews-date-text-sample.csv")
-RESULTS = Path(__file__).resolve().parent / "results" / "data_pipeline.json"
-REPEATS = 3  # best of: the machine is shared, the best run is the least disturbed one
-MAX_BATCHES = 2000  # enough for a stable batches/s without iterating huge corpora
+NAME = "data_pipeline"
+FULL = {"repeats": 3, "max_batches": 2000}  # enough for a stable batches/s on any corpus size
+QUICK = {"repeats": 1, "max_batches": 50}
 
 
-def best_seconds(run: Callable[[], Any], repeats: int = REPEATS) -> float:
+def best_seconds(run: Callable[[], Any], repeats: int) -> float:
     timings = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -40,9 +32,9 @@ def best_seconds(run: Callable[[], Any], repeats: int = REPEATS) -> float:
     return min(timings)
 
 
-def batches_per_second(dataset, limit: int = MAX_BATCHES) -> tuple[float, int]:
-    """One warm-up pass through the cache, then a timed pass (at most `limit` batches)."""
-    for _ in dataset.take(limit):
+def batches_per_second(dataset: Any, limit: int) -> tuple[float, int]:
+    """One full pass that fills the cache, then a timed pass (at most `limit` batches)."""
+    for _ in dataset:
         pass
     start, count = time.perf_counter(), 0
     for _ in dataset.take(limit):
@@ -50,7 +42,8 @@ def batches_per_second(dataset, limit: int = MAX_BATCHES) -> tuple[float, int]:
     return count / (time.perf_counter() - start), count
 
 
-def measure(corpus_name: str, data_file: str, tokenizer_kind: str, workdir: Path) -> dict[str, Any]:
+def measure(corpus_name: str, data_file: str, tokenizer_kind: str, workdir: Path,
+            settings: dict[str, int]) -> dict[str, Any]:
     config = ExperimentConfig.from_dict({
         "data_file": data_file, "tokenizer": tokenizer_kind,
         "tokenizer_path": str(workdir / f"{corpus_name}-{tokenizer_kind}.json")})
@@ -63,12 +56,12 @@ def measure(corpus_name: str, data_file: str, tokenizer_kind: str, workdir: Path
     fit_seconds = time.perf_counter() - start
 
     megabytes = sum(len(text.encode("utf-8")) for text in corpus.train) / 1e6
-    encode_seconds = best_seconds(lambda: tokenizer.encode_batch(corpus.train))
+    encode_seconds = best_seconds(lambda: tokenizer.encode_batch(corpus.train), settings["repeats"])
 
     start = time.perf_counter()
     datasets = build_datasets(corpus, tokenizer, config)
     build_seconds = time.perf_counter() - start
-    rate, measured = batches_per_second(datasets.train.dataset)
+    rate, measured = batches_per_second(datasets.train.dataset, settings["max_batches"])
     tokens_per_batch = datasets.train.tokens / max(datasets.train.steps, 1)
     return {
         "corpus": corpus_name,
@@ -84,28 +77,27 @@ def measure(corpus_name: str, data_file: str, tokenizer_kind: str, workdir: Path
         "train_tokens_per_s": round(rate * tokens_per_batch),
         "batches_timed": measured,
         "batch_shape": f"{datasets.global_batch_size}x{datasets.max_len}",
+        "load_average": load_average(),
     }
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_args(__doc__.splitlines()[0], argv)
+    started = time.perf_counter()
+    settings = QUICK if args.quick else FULL
     corpora = {"fortunes": "fortunes"}
-    if ABC_HEADLINES.is_file():
+    if ABC_HEADLINES.is_file() and not args.quick:
         corpora["abc_headlines"] = str(ABC_HEADLINES)
     rows = []
     with tempfile.TemporaryDirectory() as workdir:
         for name, data_file in corpora.items():
             for kind in ("bpe", "char"):
-                rows.append(measure(name, data_file, kind, Path(workdir)))
-    result = {
-        "machine": {"cpus": os.cpu_count(), "load_average_1m": round(os.getloadavg()[0], 2),
-                    "python": platform.python_version(), "tokenizers": tokenizers.__version__},
-        "results": rows,
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=2))
-    print(pd.DataFrame(rows).to_markdown(index=False))
-    print(f"machine: {result['machine']}\nwritten: {RESULTS}")
+                rows.append(measure(name, data_file, kind, Path(workdir), settings))
+    path = write_results(NAME, {"results": rows}, args.quick, started)
+    report(NAME, rows, path)
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    main(sys.argv[1:])
