@@ -12,10 +12,11 @@ XLA (`config.jit_compile`):
   With a GPU or TPU under the default strategy "auto" is handed to Keras, which compiles with
   XLA unless a layer opts out: Keras LSTM/GRU layers that run on cuDNN set `supports_jit=False`
   (cuDNN kernels are not XLA ops), so recurrent models on GPU keep cuDNN and run without XLA.
-- Exception, measured later with benchmarks/throughput.py on a quiet 2-core CPU (vocab 10k, batch
-  32 x 64, default sizes): XLA makes the Transformer 1.29x faster (10.7k vs 8.3k tokens/s; 1.48x at
-  the nanoGPT baby-GPT shape, 21.7k vs 14.7k) but LSTM 0.52x and GRU 0.78x. So when compile_model
-  knows the model, "auto" on a CPU-only machine turns XLA on for models without recurrent layers.
+- Exception, measured later with `python -m benchmarks.throughput` on a quiet 2-core CPU (vocab
+  10k, batch 32 x 64, default sizes): XLA makes the Transformer 1.21x faster (9.1k vs 7.5k
+  tokens/s; 1.30x at the nanoGPT baby-GPT shape, 18.6k vs 14.3k) but LSTM 0.75x, GRU 0.79x and
+  SimpleRNN 0.64x. So when compile_model knows the model, "auto" on a CPU-only machine turns XLA
+  on for models without recurrent layers.
 - True is honoured under the default strategy only; under other strategies it is turned off with a
   warning (TPUStrategy compiles every step with XLA anyway).
 Steps per execution (`config.steps_per_execution`): "auto" is 32 on TPU (fewer host round trips)
