@@ -165,13 +165,14 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
     from evaluation.evaluate import evaluate_model
     from model_architectures.registry import build_model, hyperparameters_for
     from training_assets.callbacks import ScheduleToTimeBudget, TimeBudget
-    from training_assets.compile import compile_model, configure_precision
+    from training_assets.compile import compile_model, configure_precision, weight_averaging
     from training_assets.strategy import select_strategy
     from training_assets.trainer import train_model
 
     family, objective, quick = arguments["family"], arguments["objective"], arguments["quick"]
     config = benchmark_config(objective, family, arguments["budget"], arguments["workdir"], quick,
-                              hyperparameters=arguments.get("hyperparameters") or {})
+                              hyperparameters=arguments.get("hyperparameters") or {},
+                              **(arguments.get("config") or {}))
     corpus = load_corpus(config)
     tokenizer = fit_or_load_tokenizer(corpus.train, config)
     datasets = build_datasets(corpus, tokenizer, config)
@@ -201,7 +202,8 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
         budget = TimeBudget(arguments["budget"])  # and the same decay-by-the-budget as the causal runs
         fit_schedule = ScheduleToTimeBudget(schedule, budget.seconds, steps)
         model.fit(datasets.train.dataset.map(_last_target).repeat(), steps_per_epoch=steps,
-                  epochs=REFERENCE_POINTS, callbacks=[budget, fit_schedule, curve], verbose=2,
+                  epochs=REFERENCE_POINTS, callbacks=[budget, fit_schedule, *weight_averaging(config), curve],
+                  verbose=2,
                   validation_data=datasets.validation.dataset.map(_last_target))
         result.update(parameters=language_model.count_params(),
                       stopped_reason=budget.reason or "one epoch completed",
@@ -266,6 +268,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.add_argument("--families", nargs="+", default=list(FAMILIES), choices=FAMILIES)
         parser.add_argument("--hyperparameters", type=json.loads, default={}, metavar="JSON",
                             help='fixed values per family instead of the defaults, e.g. \'{"gru": {"dropout": 0.4}}\'')
+        parser.add_argument("--config", type=json.loads, default={}, metavar="JSON",
+                            help='CONFIG keys for every run, e.g. \'{"ema_momentum": 0.99}\'')
 
     args = parse_args(__doc__.splitlines()[0], argv, options)
     started = time.perf_counter()
@@ -277,12 +281,13 @@ def main(argv: Sequence[str] | None = None) -> None:
             family_budget = budget if args.quick else FAMILY_BUDGET_SECONDS.get(family, budget)
             runs.append(run_worker(NAME, {"family": family, "objective": "causal", "budget": family_budget,
                                           "workdir": workdir, "quick": args.quick,
-                                          "hyperparameters": args.hyperparameters}))
+                                          "hyperparameters": args.hyperparameters, "config": args.config}))
             print(summarise(runs[-1]), flush=True)
         for family in (f for f in REFERENCE_FAMILIES if f in args.families):
             runs.append(run_worker(NAME, {"family": family, "objective": "last_token",
                                           "budget": reference_budget, "workdir": workdir,
-                                          "quick": args.quick, "hyperparameters": args.hyperparameters}))
+                                          "quick": args.quick, "hyperparameters": args.hyperparameters,
+                                          "config": args.config}))
             print(summarise(runs[-1]), flush=True)
     rows = [summarise(run) for run in runs]
     causal = {run["family"]: run for run in runs if run["objective"] == "causal"}
@@ -297,7 +302,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             all(c.get("goal_met") for c in comparisons) if comparisons else None),
     }
     _, data_file = benchmark_data_file()
-    path = write_results(NAME, {"data_file": data_file, "goals": goals, "summary": rows,
+    options = {"families": args.families, "hyperparameters": args.hyperparameters, "config": args.config}
+    path = write_results(NAME, {"data_file": data_file, "options": options, "goals": goals, "summary": rows,
                                 "formulations": comparisons, "runs": runs}, args.quick, started)
     report(NAME, rows, path, [f"formulations: {comparisons}", f"goals: {goals}"])
 

@@ -100,6 +100,30 @@ def test_cosine_schedule_decays_by_the_end_of_a_time_budget(tmp_path):
     assert keras.saving.load_model(result.checkpoint_path) is not None  # the schedule serialises
 
 
+class RawWeights(keras.callbacks.Callback):
+    """The model's own (not averaged) weights after the last training step."""
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.weights = [np.array(v) for v in self.model.trainable_variables]
+
+
+def test_weight_averaging_validates_and_checkpoints_the_averaged_weights(tmp_path):
+    config = make_config(tmp_path, ema_momentum=0.9, final_training_epochs=2, early_stopping_patience=5)
+    raw = RawWeights()
+    result, datasets, _ = train(config, callbacks=[raw])
+    optimizer_config = keras.saving.load_model(result.checkpoint_path).optimizer.get_config()
+    assert optimizer_config["use_ema"] and optimizer_config["ema_momentum"] == pytest.approx(0.9)
+    # What was validated is what the checkpoint holds: the reloaded model scores the recorded best.
+    model = keras.saving.load_model(result.checkpoint_path)
+    logs = model.evaluate(datasets.validation.dataset, return_dict=True, verbose=0)
+    assert logs["perplexity"] == pytest.approx(min(result.history["val_perplexity"]), rel=1e-4)
+    # ...and it is the average, not the last raw weights (which the same evaluation would score differently).
+    assert int(np.argmin(result.history["val_perplexity"])) == 1  # the last epoch, whose raw weights we kept
+    assert any(not np.allclose(a, b) for a, b in zip(raw.weights, model.trainable_weights))
+    manifest = json.loads((tmp_path / "models" / "gru.manifest.json").read_text())
+    assert manifest["ema_momentum"] == 0.9
+
+
 class PoisonWeights(keras.callbacks.Callback):
     """Makes training diverge: NaN weights after the 3rd step of the 2nd epoch."""
 

@@ -164,11 +164,22 @@ def build_optimizer(config: ExperimentConfig,
         gradient_accumulation_steps=(config.gradient_accumulation_steps
                                      if config.gradient_accumulation_steps > 1 else None),
     )
+    if config.ema_momentum:  # validated and saved through weight_averaging(config)
+        common.update(use_ema=True, ema_momentum=config.ema_momentum)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(**common)
     optimizer = keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
+
+
+def weight_averaging(config: ExperimentConfig) -> list[keras.callbacks.Callback]:
+    """With `ema_momentum`: validation, checkpoints and early stopping see the averaged weights.
+
+    Put it before ModelCheckpoint: at each epoch's end it swaps the average into the model (and
+    back at the next epoch's start), so the checkpoint holds the weights that were validated.
+    """
+    return [keras.callbacks.SwapEMAWeights(swap_on_epoch=True)] if config.ema_momentum else []
 
 
 def compile_model(model: keras.Model, config: ExperimentConfig, learning_rate: float, total_steps: int,

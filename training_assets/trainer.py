@@ -37,14 +37,15 @@ from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
                                       ScheduleToTimeBudget, TimeBudget)
 from training_assets.cluster import backup_dir
-from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision
+from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
 
 logger = logging.getLogger("training_assets")
 
 MONITOR = "val_perplexity"
 # Manifest keys that must match for an existing checkpoint/backup to belong to this run.
-IDENTITY_KEYS = ("family", "hyperparameters", "vocab_size", "max_len", "tokenizer_fingerprint")
+# a run to resume must match these; ema_momentum: the backup holds (or lacks) the averaged weights
+IDENTITY_KEYS = ("family", "hyperparameters", "vocab_size", "max_len", "tokenizer_fingerprint", "ema_momentum")
 
 
 @dataclass
@@ -131,6 +132,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         clock,  # before CSVLogger: adds the epoch timings to the logs it writes
         keras.callbacks.CSVLogger(str(paths.history), append=finished_epochs > 0),
         guard,
+        *weight_averaging(config),  # before the checkpoint: it saves the validated (averaged) weights
         keras.callbacks.ModelCheckpoint(str(paths.checkpoint), monitor=MONITOR, mode="min",
                                         save_best_only=True,
                                         initial_value_threshold=min(finite_best) if finite_best else None),
@@ -180,6 +182,7 @@ def run_manifest(family: str, hyperparameters: kt.HyperParameters, datasets: Dat
         "tokenizer_path": tokenizer.path or config.tokenizer_path,
         "tokenizer_kind": tokenizer.kind,
         "tokenizer_fingerprint": tokenizer.fingerprint,
+        "ema_momentum": config.ema_momentum,
         "parameters": int(parameters),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "keras_version": keras.__version__,

@@ -28,7 +28,7 @@ from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import FailTrialOnNaN
 from training_assets.cluster import family_oracle
-from training_assets.compile import compile_model, configure_precision
+from training_assets.compile import compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
 from training_assets.trainer import epoch_source
 
@@ -73,7 +73,8 @@ def tuning_manifest(family: str, datasets: Datasets, config: ExperimentConfig) -
         "tuning_epochs": config.tuning_epochs,
         "steps_per_epoch": tuning_steps_per_epoch(datasets, config),
         "optimizer": [config.optimizer, config.learning_rate_schedule, config.warmup_steps,
-                      config.weight_decay, config.clipnorm, config.gradient_accumulation_steps],
+                      config.weight_decay, config.clipnorm, config.gradient_accumulation_steps,
+                      config.ema_momentum],
         "seed": config.seed,
     }
 
@@ -109,7 +110,8 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
         tuner.search(epoch_source(datasets, steps), validation_data=datasets.validation.dataset,
                      epochs=config.tuning_epochs,
                      steps_per_epoch=steps,
-                     callbacks=[FailTrialOnNaN(), *callbacks], shuffle=False, verbose=2)
+                     callbacks=[FailTrialOnNaN(), *weight_averaging(config), *callbacks],
+                     shuffle=False, verbose=2)
     if role.is_worker:  # the chief may already be gone; it holds and reports the best values
         logger.info("tuning %s: worker %s finished its trials; the chief reports the best "
                     "hyperparameters", family, role.tuner_id)
