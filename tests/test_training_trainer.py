@@ -48,9 +48,11 @@ def test_every_family_learns_below_unigram_perplexity(tmp_path, family):
     assert not (tmp_path / "models" / ".backup" / family).exists()  # removed after a finished run
 
 
-def test_mirrored_strategy_over_two_cpus_fits_and_evaluates(tmp_path):
+@pytest.mark.parametrize("ema_momentum", [None, 0.9])  # averaged weights are swapped on every replica
+def test_mirrored_strategy_over_two_cpus_fits_and_evaluates(tmp_path, ema_momentum):
     strategy = select_strategy("mirrored")
-    config = make_config(tmp_path, strategy="mirrored", batch_size=4, final_training_epochs=2)
+    config = make_config(tmp_path, strategy="mirrored", batch_size=4, final_training_epochs=2,
+                         ema_momentum=ema_momentum)
     result, datasets, _ = train(config, "gru", strategy=strategy, replicas=2)
     assert datasets.global_batch_size == 8
     assert min(result.history["val_perplexity"]) < 0.5 * unigram_perplexity(datasets.validation.token_stream)
