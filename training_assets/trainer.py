@@ -43,8 +43,8 @@ from training_assets.multi_worker import enable_multi_worker_fit
 logger = logging.getLogger("training_assets")
 
 MONITOR = "val_perplexity"
-# Manifest keys that must match for an existing checkpoint/backup to belong to this run.
-# a run to resume must match these; ema_momentum: the backup holds (or lacks) the averaged weights
+# Manifest keys that must match for an existing checkpoint/backup to belong to this run
+# (ema_momentum too: a backup holds, or lacks, the optimizer's averaged weights).
 IDENTITY_KEYS = ("family", "hyperparameters", "vocab_size", "max_len", "tokenizer_fingerprint", "ema_momentum")
 
 
