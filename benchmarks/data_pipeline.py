@@ -10,9 +10,9 @@ from __future__ import annotations
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Sequence
 
-from benchmarks.common import (ABC_HEADLINES, load_average, parse_args, report, write_results)
+from benchmarks.common import ABC_HEADLINES, best_of, load_average, parse_args, report, write_results
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import load_corpus
 from data_pipeline.datasets import build_datasets
@@ -21,15 +21,6 @@ from data_pipeline.tokenizer import fit_or_load_tokenizer
 NAME = "data_pipeline"
 FULL = {"repeats": 3, "max_batches": 2000}  # enough for a stable batches/s on any corpus size
 QUICK = {"repeats": 1, "max_batches": 50}
-
-
-def best_seconds(run: Callable[[], Any], repeats: int) -> float:
-    timings = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        run()
-        timings.append(time.perf_counter() - start)
-    return min(timings)
 
 
 def batches_per_second(dataset: Any, limit: int) -> tuple[float, int]:
@@ -56,7 +47,7 @@ def measure(corpus_name: str, data_file: str, tokenizer_kind: str, workdir: Path
     fit_seconds = time.perf_counter() - start
 
     megabytes = sum(len(text.encode("utf-8")) for text in corpus.train) / 1e6
-    encode_seconds = best_seconds(lambda: tokenizer.encode_batch(corpus.train), settings["repeats"])
+    encode_seconds = best_of(lambda: tokenizer.encode_batch(corpus.train), settings["repeats"]).wall_seconds
 
     start = time.perf_counter()
     datasets = build_datasets(corpus, tokenizer, config)
