@@ -164,7 +164,7 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
     from evaluation.baselines import KneserNeyLM
     from evaluation.evaluate import evaluate_model
     from model_architectures.registry import build_model, hyperparameters_for
-    from training_assets.callbacks import ScheduleToTimeBudget, TimeBudget
+    from training_assets.callbacks import time_budget_callbacks
     from training_assets.compile import compile_model, configure_precision, weight_averaging
     from training_assets.strategy import select_strategy
     from training_assets.trainer import train_model
@@ -199,10 +199,10 @@ def run_family(arguments: dict[str, Any]) -> dict[str, Any]:
         steps = max(epoch_steps // REFERENCE_POINTS, 1)
         schedule = compile_model(model, config, hyperparameters.get("learning_rate"),
                                  total_steps=epoch_steps, strategy=strategy)
-        budget = TimeBudget(arguments["budget"])  # and the same decay-by-the-budget as the causal runs
-        fit_schedule = ScheduleToTimeBudget(schedule, budget.seconds, steps)
+        # the same stop and decay-by-the-budget as the causal runs
+        budget, budget_callbacks = time_budget_callbacks(arguments["budget"], schedule, steps)
         model.fit(datasets.train.dataset.map(_last_target).repeat(), steps_per_epoch=steps,
-                  epochs=REFERENCE_POINTS, callbacks=[budget, fit_schedule, *weight_averaging(config), curve],
+                  epochs=REFERENCE_POINTS, callbacks=[*budget_callbacks, *weight_averaging(config), curve],
                   verbose=2,
                   validation_data=datasets.validation.dataset.map(_last_target))
         result.update(parameters=language_model.count_params(),

@@ -114,10 +114,10 @@ def test_weight_averaging_validates_and_checkpoints_the_averaged_weights(tmp_pat
     config = make_config(tmp_path, ema_momentum=0.9, final_training_epochs=2, early_stopping_patience=5)
     raw = RawWeights()
     result, datasets, _ = train(config, callbacks=[raw])
-    optimizer_config = keras.saving.load_model(result.checkpoint_path).optimizer.get_config()
+    model = keras.saving.load_model(result.checkpoint_path)
+    optimizer_config = model.optimizer.get_config()
     assert optimizer_config["use_ema"] and optimizer_config["ema_momentum"] == pytest.approx(0.9)
     # What was validated is what the checkpoint holds: the reloaded model scores the recorded best.
-    model = keras.saving.load_model(result.checkpoint_path)
     logs = model.evaluate(datasets.validation.dataset, return_dict=True, verbose=0)
     assert logs["perplexity"] == pytest.approx(min(result.history["val_perplexity"]), rel=1e-4)
     # ...and it is the average, not the last raw weights (which the same evaluation would score differently).

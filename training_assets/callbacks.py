@@ -142,6 +142,17 @@ class ScheduleToTimeBudget(keras.callbacks.Callback):
         self.schedule.fit_to_steps(min(step + max(int(steps_left), 1), self.planned_steps))
 
 
+def time_budget_callbacks(seconds: float | None, schedule: float | WarmupCosineDecay,
+                          steps_per_epoch: int) -> tuple[TimeBudget | None, list[keras.callbacks.Callback]]:
+    """The budget's stop and, for a cosine schedule, its decay fitted to the budget (none without one)."""
+    if not seconds:
+        return None, []
+    budget = TimeBudget(seconds)
+    if isinstance(schedule, WarmupCosineDecay):
+        return budget, [budget, ScheduleToTimeBudget(schedule, budget.seconds, steps_per_epoch)]
+    return budget, [budget]
+
+
 class DivergenceGuard(keras.callbacks.TerminateOnNaN):
     """TerminateOnNaN that remembers where the loss stopped being finite."""
 

@@ -35,9 +35,9 @@ from model_architectures.registry import build_model
 from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
-                                      ScheduleToTimeBudget, TimeBudget)
+                                      time_budget_callbacks)
 from training_assets.cluster import backup_dir
-from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision, weight_averaging
+from training_assets.compile import compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
 
 logger = logging.getLogger("training_assets")
@@ -118,10 +118,8 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     write_json(paths.manifest, manifest)
 
     guard, clock = DivergenceGuard(), EpochClock()
-    budget = TimeBudget(config.train_time_budget_seconds) if config.train_time_budget_seconds else None
-    budget_callbacks = [budget] if budget else []
-    if budget and isinstance(schedule, WarmupCosineDecay):  # decay by the end of the budget, not of the epochs
-        budget_callbacks.append(ScheduleToTimeBudget(schedule, budget.seconds, steps))
+    # a cosine decay ends with the budget, not with the epochs
+    budget, budget_callbacks = time_budget_callbacks(config.train_time_budget_seconds, schedule, steps)
     best_so_far = [row.get(MONITOR, math.nan) for row in earlier]
     early = ResumableEarlyStopping(
         monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True,
