@@ -88,6 +88,7 @@ class ExperimentConfig(BaseModel):
     tpu_address: str | None = None
     tensorboard: bool = False
     resume: bool = True  # reuse finished tuning trials and interrupted training
+    retrain: bool = False  # train again even when this run's finished checkpoint exists
 
     # --- evaluation and generation ---------------------------------------------------------
     kn_order: int = Field(default=3, ge=1, le=10)

@@ -163,6 +163,40 @@ def test_a_checkpoint_of_another_run_is_moved_aside_not_overwritten(tmp_path):
     assert json.loads((models / "gru.manifest.json").read_text())["hyperparameters"]["units"] == 24
 
 
+def test_finished_training_of_the_same_run_is_reused_and_retrain_forces_it(tmp_path):
+    config = make_config(tmp_path, final_training_epochs=2)
+    first, _, _ = train(config)
+    checkpoint = tmp_path / "models" / "gru.keras"
+    first_bytes, first_mtime = checkpoint.read_bytes(), checkpoint.stat().st_mtime_ns
+
+    epochs = RecordEpochs()
+    again, _, _ = train(config, callbacks=[epochs])
+    assert again.reused and not first.reused
+    assert epochs.epochs == []  # not one epoch ran
+    assert checkpoint.stat().st_mtime_ns == first_mtime and checkpoint.read_bytes() == first_bytes
+    assert again.history == first.history and again.stopped_reason == first.stopped_reason
+    assert again.parameters == first.parameters and again.hyperparameters == first.hyperparameters
+
+    forced, _, _ = train(make_config(tmp_path, final_training_epochs=2, retrain=True), callbacks=[epochs])
+    assert not forced.reused and epochs.epochs == [0, 1]
+
+    # A changed training setting is another run: its files are moved aside, then it trains.
+    epochs.epochs.clear()
+    changed, _, _ = train(make_config(tmp_path, final_training_epochs=3), callbacks=[epochs])
+    assert not changed.reused and epochs.epochs == [0, 1, 2]
+    moved = [path.name for path in (tmp_path / "models").iterdir() if path.name.startswith("gru.keras.moved-")]
+    assert len(moved) == 1
+
+
+class RecordEpochs(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
 def test_early_stopping_state_survives_a_restart(tmp_path):
     """After a resume at epoch 3 with history [5, 4, 4.5] and patience 1, a worse epoch 3 stops training."""
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])

@@ -5,8 +5,10 @@ Files, for family `f` in config.models_dir:
   f.manifest.json       what the checkpoint is: family, hyperparameters, vocabulary, tokenizer, config
   f.history.csv         one row per epoch (CSVLogger, appended when a killed run resumes)
   .backup/f/            BackupAndRestore's last finished epoch; removed when training ends
-A checkpoint whose manifest does not describe this run (other family, vocabulary, tokenizer or
-hyperparameters) is moved aside with its history and backup, never overwritten or deleted.
+A checkpoint whose manifest does not describe this run (other family, vocabulary, tokenizer,
+hyperparameters or training settings) is moved aside with its history and backup, never
+overwritten or deleted. One that does describe it and whose training finished is reused: the
+family is not trained again (config.retrain forces it), and evaluation works on the checkpoint.
 
 Throughput: train_tokens_per_second = predicted training tokens / seconds of the training part of
 the epochs (validation excluded), over the epochs that did not start a process: the first epoch
@@ -45,7 +47,18 @@ logger = logging.getLogger("training_assets")
 MONITOR = "val_perplexity"
 # Manifest keys that must match for an existing checkpoint/backup to belong to this run
 # (ema_momentum too: a backup holds, or lacks, the optimizer's averaged weights).
-IDENTITY_KEYS = ("family", "hyperparameters", "vocab_size", "max_len", "tokenizer_fingerprint", "ema_momentum")
+IDENTITY_KEYS = ("family", "hyperparameters", "vocab_size", "max_len", "tokenizer_fingerprint", "ema_momentum",
+                 "training_settings")
+# CONFIG keys that do not change what final training produces: tuning (its outcome is in
+# "hyperparameters"), evaluation, generation and where results go. Every other key, present or
+# future, is part of "training_settings", so a changed setting retrains instead of reusing.
+NOT_TRAINING_KEYS = frozenset({
+    "models_to_run", "hyperparameters", "tuner", "tuning_trials", "tuning_epochs",
+    "tuning_steps_per_epoch", "tuning_time_budget_seconds", "resume", "retrain", "tensorboard",
+    "kn_order", "kn_interpolation", "sampler", "temperature", "top_k", "top_p", "beam_width",
+    "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
+    "tokenizer_path", "download_dir",
+})
 
 
 @dataclass
@@ -60,6 +73,7 @@ class TrainingResult:
     checkpoint_path: str
     diverged: bool
     stopped_reason: str
+    reused: bool = False  # True: a finished checkpoint of the same run, not trained again
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,11 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     `callbacks` are extra Keras callbacks (e.g. printing samples each epoch), run after ours.
     """
     paths = TrainingPaths.for_family(config.models_dir, family)
+    identity = run_identity(family, hyperparameters, datasets, tokenizer, config)
+    if not config.retrain:
+        finished = finished_training(paths, identity, datasets)
+        if finished is not None:
+            return finished
     steps = training_steps_per_epoch(datasets, config)
     configure_precision(config, strategy)
     enable_multi_worker_fit(strategy)
@@ -111,7 +130,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         schedule = compile_model(model, config, hyperparameters.get("learning_rate"),
                                  total_steps=steps * config.final_training_epochs, strategy=strategy)
 
-    manifest = run_manifest(family, hyperparameters, datasets, tokenizer, model.count_params(), config)
+    manifest = run_manifest(identity, tokenizer, model.count_params(), config)
     finished_epochs = _prepare_outputs(paths, manifest, config.resume)
     earlier = read_history(paths.history)[:finished_epochs]
     _rewrite_history(paths.history, earlier, resuming=finished_epochs > 0)
@@ -169,18 +188,52 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     return result
 
 
-def run_manifest(family: str, hyperparameters: kt.HyperParameters, datasets: Datasets, tokenizer: TextTokenizer,
-                 parameters: int, config: ExperimentConfig) -> dict[str, Any]:
-    """What the checkpoint holds and how to use it (the generate CLI finds the tokenizer here)."""
+def run_identity(family: str, hyperparameters: kt.HyperParameters, datasets: Datasets,
+                 tokenizer: TextTokenizer, config: ExperimentConfig) -> dict[str, Any]:
+    """What must be equal for a checkpoint to be this run's: the manifest's IDENTITY_KEYS."""
     return {
         "family": family,
         "hyperparameters": model_hyperparameters(hyperparameters),
         "vocab_size": datasets.vocab_size,
         "max_len": datasets.max_len,
-        "tokenizer_path": tokenizer.path or config.tokenizer_path,
-        "tokenizer_kind": tokenizer.kind,
         "tokenizer_fingerprint": tokenizer.fingerprint,
         "ema_momentum": config.ema_momentum,
+        "training_settings": {key: value for key, value in config.to_dict().items()
+                              if key not in NOT_TRAINING_KEYS},
+    }
+
+
+def finished_training(paths: TrainingPaths, identity: dict[str, Any],
+                      datasets: Datasets) -> TrainingResult | None:
+    """The result of this run's finished training, read back from its files; None if there is none.
+
+    Finished means: the manifest matches `identity` and records how training ended, the checkpoint
+    and history exist, and no backup of an interrupted epoch is left (that one resumes instead).
+    """
+    saved = read_json(paths.manifest)
+    if (saved is None or "training" not in saved or not paths.checkpoint.exists()
+            or paths.backup.exists() or mismatched_keys(saved, identity)):
+        return None
+    rows = read_history(paths.history)
+    if not rows:
+        return None
+    training = saved["training"]
+    logger.info("%s: reusing the finished training in %s (%s); set retrain=True to train again",
+                identity["family"], paths.checkpoint, training.get("stopped_reason"))
+    result = _result(identity["family"], saved["hyperparameters"], rows, datasets,
+                     int(saved.get("parameters", 0)), paths, bool(training.get("diverged")),
+                     str(training.get("stopped_reason")))
+    result.reused = True
+    return result
+
+
+def run_manifest(identity: dict[str, Any], tokenizer: TextTokenizer, parameters: int,
+                 config: ExperimentConfig) -> dict[str, Any]:
+    """What the checkpoint holds and how to use it (the generate CLI finds the tokenizer here)."""
+    return {
+        **identity,
+        "tokenizer_path": tokenizer.path or config.tokenizer_path,
+        "tokenizer_kind": tokenizer.kind,
         "parameters": int(parameters),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "keras_version": keras.__version__,
@@ -188,9 +241,10 @@ def run_manifest(family: str, hyperparameters: kt.HyperParameters, datasets: Dat
     }
 
 
-def model_hyperparameters(hyperparameters: kt.HyperParameters) -> dict[str, Any]:
+def model_hyperparameters(hyperparameters: kt.HyperParameters | dict[str, Any]) -> dict[str, Any]:
     """The model's values, without Hyperband's bookkeeping entries ("tuner/epochs", ...)."""
-    return {name: value for name, value in hyperparameters.values.items() if not name.startswith("tuner/")}
+    values = hyperparameters.values if isinstance(hyperparameters, kt.HyperParameters) else hyperparameters
+    return {name: value for name, value in values.items() if not name.startswith("tuner/")}
 
 
 def read_history(path: str | os.PathLike) -> list[dict[str, float]]:
@@ -261,7 +315,7 @@ def _best_epoch(rows: list[dict[str, float]]) -> int | None:
     return min(finite)[1] if finite else None
 
 
-def _result(family: str, hyperparameters: kt.HyperParameters, rows: list[dict[str, float]], datasets: Datasets,
+def _result(family: str, hyperparameters: kt.HyperParameters | dict[str, Any], rows: list[dict[str, float]], datasets: Datasets,
             parameters: int, paths: TrainingPaths, diverged: bool, reason: str) -> TrainingResult:
     skip = {"epoch", *TIMING_KEYS}
     history = {key: [row[key] for row in rows] for key in (rows[0] if rows else {}) if key not in skip}
