@@ -235,6 +235,7 @@ def summarise(run: dict[str, Any]) -> dict[str, Any]:
         "family": run["family"], "objective": run["objective"], "parameters": run["parameters"],
         "train_s": points[-1]["train_seconds"] if points else None,
         "best_val_bpc": best["val_bits_per_char"] if best else None,
+        "s_to_best_val": best["train_seconds"] if best else None,
         "trigram_val_bpc": run["trigram_val_bits_per_char"],
         "s_to_beat_trigram": first_time_below(points, run["trigram_val_bits_per_char"]),
         "test_bpc": run.get("test_bits_per_char"),
@@ -270,20 +271,26 @@ def main(argv: Sequence[str] | None = None) -> None:
                             help='fixed values per family instead of the defaults, e.g. \'{"gru": {"dropout": 0.4}}\'')
         parser.add_argument("--config", type=json.loads, default={}, metavar="JSON",
                             help='CONFIG keys for every run, e.g. \'{"ema_momentum": 0.99}\'')
+        parser.add_argument("--budget", type=float, default=None, metavar="SECONDS",
+                            help=f"training seconds per family (default {BUDGET_SECONDS:g}; "
+                                 f"{dict(FAMILY_BUDGET_SECONDS)} for the slowest)")
+        parser.add_argument("--no-reference", dest="reference", action="store_false",
+                            help="skip the reference (last-token) formulation runs")
 
     args = parse_args(__doc__.splitlines()[0], argv, options)
     started = time.perf_counter()
-    budget = QUICK["budget"] if args.quick else BUDGET_SECONDS
+    budget = args.budget or (QUICK["budget"] if args.quick else BUDGET_SECONDS)
     reference_budget = QUICK["reference_budget"] if args.quick else REFERENCE_BUDGET_SECONDS
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as workdir:  # tokenizer shared by every run
         for family in args.families:
-            family_budget = budget if args.quick else FAMILY_BUDGET_SECONDS.get(family, budget)
+            family_budget = (budget if args.quick or args.budget
+                             else FAMILY_BUDGET_SECONDS.get(family, budget))
             runs.append(run_worker(NAME, {"family": family, "objective": "causal", "budget": family_budget,
                                           "workdir": workdir, "quick": args.quick,
                                           "hyperparameters": args.hyperparameters, "config": args.config}))
             print(summarise(runs[-1]), flush=True)
-        for family in (f for f in REFERENCE_FAMILIES if f in args.families):
+        for family in (f for f in REFERENCE_FAMILIES if f in args.families and args.reference):
             runs.append(run_worker(NAME, {"family": family, "objective": "last_token",
                                           "budget": reference_budget, "workdir": workdir,
                                           "quick": args.quick, "hyperparameters": args.hyperparameters,
@@ -302,7 +309,8 @@ def main(argv: Sequence[str] | None = None) -> None:
             all(c.get("goal_met") for c in comparisons) if comparisons else None),
     }
     _, data_file = benchmark_data_file()
-    options = {"families": args.families, "hyperparameters": args.hyperparameters, "config": args.config}
+    options = {"families": args.families, "hyperparameters": args.hyperparameters, "config": args.config,
+               "budget": budget, "reference": args.reference}
     path = write_results(NAME, {"data_file": data_file, "options": options, "goals": goals, "summary": rows,
                                 "formulations": comparisons, "runs": runs}, args.quick, started)
     report(NAME, rows, path, [f"formulations: {comparisons}", f"goals: {goals}"])
