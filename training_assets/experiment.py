@@ -207,9 +207,12 @@ def conclusions(runs: list[FamilyRun], baseline: ModelReport | None) -> str:
     if baseline is not None:
         bar = baseline.evaluation.bits_per_char
         beaten = [run.family for run in ranked if run.report.evaluation.bits_per_char < bar]
+        margin = bar - best.evaluation.bits_per_char
         lines.append(f"- The {baseline.model} baseline scores {bar:.3f} bits per character; "
-                     + (f"beaten by {', '.join(beaten)}." if beaten else
-                        "no neural model beats it yet: train longer or larger "
+                     + (f"beaten by {', '.join(beaten)}; {best.model} is {margin:.3f} bits per "
+                        f"character ({margin / bar:.1%}) below it." if beaten else
+                        f"no neural model beats it yet ({best.model} is {-margin:.3f} bits per "
+                        "character above it): train longer or larger "
                         "(`final_training_epochs`, `train_time_budget_seconds`)."))
     for run in ranked[1:]:
         gap = run.report.evaluation.bits_per_char - best.evaluation.bits_per_char
