@@ -89,6 +89,11 @@ def test_learning_rate_range_from_a_dict():
 def test_bad_overrides_fail_with_one_clear_line(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_model("gru", None, VOCAB, MAX_LEN, overrides)
+    # CONFIG validation finds the same mistake, naming where it is, before anything is built.
+    with pytest.raises(ConfigError, match=message) as error:
+        ExperimentConfig.from_dict({"hyperparameters": {"gru": overrides}}, source="experiment.json")
+    assert str(error.value).startswith("experiment.json['hyperparameters']['gru']")
+    assert "\n" not in str(error.value)
 
 
 def test_unknown_family_names_the_available_ones():
