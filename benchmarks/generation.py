@@ -23,9 +23,10 @@ import numpy as np
 
 from benchmarks.common import (load_average, parse_args, peak_rss_mb, report, served_as_worker,
                                run_worker, write_results)
+from model_architectures.registry import family_names
 
 NAME = "generation"
-FAMILIES = ("lstm", "gru", "simple_rnn", "transformer")
+FAMILIES = family_names()
 VOCAB, MAX_LEN = 10_000, 256
 PROMPT_LENGTH = 8  # [EOS] + 7 prompt tokens
 FULL = {"batches": (1, 16), "new_tokens": (50, 200), "repeats": 3}

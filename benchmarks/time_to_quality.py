@@ -30,9 +30,10 @@ from typing import Any, Sequence
 from benchmarks.common import (benchmark_data_file, limit_threads, parse_args, peak_rss_mb,
                                report, run_worker, served_as_worker,
                                write_results)
+from model_architectures.registry import family_names
 
 NAME = "time_to_quality"
-FAMILIES = ("lstm", "gru", "simple_rnn", "transformer")
+FAMILIES = family_names()
 # The reference formulation for the best recurrent family and for attention, whose per-window cost
 # (49 positions through every block) is the larger: an epoch alone costs minutes, so 300 s each.
 REFERENCE_FAMILIES = ("gru", "transformer")

@@ -11,9 +11,12 @@ import json
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
-MODEL_FAMILIES = ("lstm", "gru", "simple_rnn", "transformer")
+from data_pipeline.errors import ConfigError
+from model_architectures.registry import FAMILIES, check_hyperparameters, unknown_family_message
+
 CLEANING_STEPS = ("lowercase", "strip_punctuation", "strip_digits", "collapse_whitespace")
 CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
     "none": (),
@@ -21,10 +24,6 @@ CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
     "reference": CLEANING_STEPS,
     "whitespace": ("collapse_whitespace",),
 }
-
-
-class ConfigError(ValueError):
-    """A CONFIG key or value is wrong; the message names the key, the value and the fix."""
 
 
 class ExperimentConfig(BaseModel):
@@ -122,16 +121,24 @@ class ExperimentConfig(BaseModel):
     @field_validator("models_to_run")
     @classmethod
     def _known_models(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        from model_architectures.registry import MODEL_BUILDERS  # the registry is the truth
-
         if not value:
             raise ValueError("list at least one model family, e.g. ['gru']")
         for name in value:
-            if name not in MODEL_BUILDERS:
-                hint = difflib.get_close_matches(name, MODEL_BUILDERS, n=1)
-                suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-                raise ValueError(f"unknown model family {name!r}{suggestion}; "
-                                 f"available: {sorted(MODEL_BUILDERS)}")
+            if name not in FAMILIES:
+                raise ValueError(unknown_family_message(name))
+        return value
+
+    @field_validator("hyperparameters")
+    @classmethod
+    def _known_hyperparameters(cls, value: dict[str, dict[str, Any]],
+                               info: ValidationInfo) -> dict[str, dict[str, Any]]:
+        """Names and values are checked against each family's space here, not at its tuning."""
+        source = (info.context or {}).get("source", "CONFIG")
+        for family, overrides in value.items():
+            if family not in FAMILIES:
+                raise ValueError(unknown_family_message(family))
+            # A ConfigError names the nested key itself; from_dict prints it as it is.
+            check_hyperparameters(family, overrides, where=f"{source}['hyperparameters'][{family!r}]")
         return value
 
     @field_validator("split_fractions")
@@ -148,10 +155,6 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"vocab_size={self.vocab_size} is too small for a byte-level BPE "
                              "tokenizer (256 bytes + 4 special tokens): set vocab_size >= 260, "
                              "or tokenizer='char'")
-        unknown = set(self.hyperparameters) - set(self.models_to_run) - set(MODEL_FAMILIES)
-        if unknown:
-            raise ValueError(f"hyperparameters names unknown model families {sorted(unknown)}; "
-                             f"use family names such as {list(MODEL_FAMILIES)}")
         return self
 
     @property
@@ -170,14 +173,18 @@ class ExperimentConfig(BaseModel):
                 raise ConfigError(f"{source}: unknown key {key!r}.{suggestion} "
                                   f"Known keys are listed in data_pipeline/config.py.")
         try:
-            return cls(**raw)
+            return cls.model_validate(raw, context={"source": source})
         except ValidationError as error:
             lines = []
             for problem in error.errors():
-                key = ".".join(str(part) for part in problem["loc"]) or "(whole config)"
-                given = raw.get(problem["loc"][0]) if problem["loc"] else None
                 message = problem["msg"].removeprefix("Value error, ")
-                lines.append(f"{source}[{key!r}] = {given!r}: {message}")
+                if isinstance(problem.get("ctx", {}).get("error"), ConfigError):
+                    lines.append(message)  # already names the source and the nested key
+                elif problem["loc"]:
+                    key = ".".join(str(part) for part in problem["loc"])
+                    lines.append(f"{source}[{key!r}] = {raw.get(problem['loc'][0])!r}: {message}")
+                else:  # a check across several keys names them in its message
+                    lines.append(f"{source}: {message}")
             raise ConfigError("\n".join(lines)) from None
 
     @classmethod

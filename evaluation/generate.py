@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_pipeline.cleaning import clean_text
-from data_pipeline.config import ConfigError, ExperimentConfig
-from data_pipeline.errors import DataError
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import ConfigError, DataError
 from data_pipeline.tokenizer import TextTokenizer
 
 SAMPLING_KEYS = ("sampler", "temperature", "top_k", "top_p", "beam_width", "max_new_tokens",
@@ -104,8 +104,9 @@ def load_trained_model(model_path: Path):
     """keras.saving.load_model with safe_mode on; clear DataErrors instead of Keras tracebacks."""
     import keras
 
-    import model_architectures  # noqa: F401  registers the model classes for deserialization
+    from model_architectures.registry import register_model_classes
 
+    register_model_classes()
     try:
         return keras.saving.load_model(model_path)
     except ValueError as error:

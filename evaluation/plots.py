@@ -17,15 +17,19 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
 from evaluation.report import ModelReport
+from model_architectures.registry import family_names
 
 if TYPE_CHECKING:
     from training_assets.trainer import TrainingResult
 
 logger = logging.getLogger("evaluation")
 
-FAMILY_COLOURS = {"lstm": "tab:blue", "gru": "tab:orange", "simple_rnn": "tab:green",
-                  "transformer": "tab:red"}
-_OTHER_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan")
+# Matplotlib's categorical colours without grey (the baseline's): registered families take them
+# in registry order, any other name a stable one of those left.
+_PALETTE = ("tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple", "tab:brown", "tab:pink",
+            "tab:olive", "tab:cyan")
+FAMILY_COLOURS = {name: _PALETTE[index % len(_PALETTE)] for index, name in enumerate(family_names())}
+_OTHER_COLOURS = _PALETTE[len(FAMILY_COLOURS):] or _PALETTE
 BASELINE_COLOUR = "tab:gray"
 _HISTORY_PANELS = (("loss", "Loss (nats per token)", False),
                    ("perplexity", "Perplexity (log scale)", True),

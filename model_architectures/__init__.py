@@ -1,12 +1,12 @@
-"""One builder per model family, each mapping token ids to next-token logits at every position.
+"""Model families, each mapping token ids to next-token logits at every position.
 
-Importing this package imports the registry, which registers every model class with Keras
-serialization, so `keras.saving.load_model(path)` works without custom_objects.
+Importing this package loads no TensorFlow: the registry imports a family's module only when a
+model is built. Call `register_model_classes()` before `keras.saving.load_model(path)` in a
+process that has built no model yet.
 """
 
-from model_architectures.recurrent import RecurrentLanguageModel
-from model_architectures.registry import MODEL_BUILDERS, build_model, hyperparameters_for
-from model_architectures.transformer import TransformerLanguageModel
+from model_architectures.registry import (FAMILIES, Family, build_model, family_names,
+                                          hyperparameters_for, register_model_classes)
 
-__all__ = ["MODEL_BUILDERS", "RecurrentLanguageModel", "TransformerLanguageModel", "build_model",
-           "hyperparameters_for"]
+__all__ = ["FAMILIES", "Family", "build_model", "family_names", "hyperparameters_for",
+           "register_model_classes"]

@@ -6,15 +6,14 @@ unroll, bias, reset_after for GRU) so GPUs use cuDNN; dropout sits between layer
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any, Mapping
 
 import keras
 import keras_tuner as kt
 from keras import ops
 
-from model_architectures.search_space import (DROPOUT, EMBEDDING_DIM, LEARNING_RATE, NUM_LAYERS,
-                                              TIE_EMBEDDINGS, Dimension, SearchSpace, declare)
+from model_architectures.recurrent_space import RECURRENT_SPACE
+from model_architectures.search_space import declare
 
 RECURRENT_CELLS: dict[str, type[keras.layers.Layer]] = {
     "lstm": keras.layers.LSTM,
@@ -22,24 +21,6 @@ RECURRENT_CELLS: dict[str, type[keras.layers.Layer]] = {
     "simple_rnn": keras.layers.SimpleRNN,
 }
 STATES_PER_LAYER = {"lstm": 2, "gru": 1, "simple_rnn": 1}  # LSTM carries (h, c)
-
-# Default 1e-2, not the shared 1e-3: on the ABC headlines benchmark (10k BPE, GRU, 300 s on 2
-# shared cores) validation bits/char reached 1.963 at 1e-2 against 2.196 at 1e-3, and gradient
-# clipping keeps the larger step stable (benchmarks/time_to_quality.py).
-RECURRENT_LEARNING_RATE = replace(LEARNING_RATE, default=1e-2)
-# Default dropout 0.4, not the shared 0.2: same benchmark, with the cosine decay ending with the
-# time budget, the GRU's best validation bits/char was 1.950 at 0.4 against 1.960 at 0.2 (which
-# overfits the 143k training tokens after ~100 s).
-RECURRENT_DROPOUT = replace(DROPOUT, default=0.4)
-
-RECURRENT_SPACE: SearchSpace = {
-    "learning_rate": RECURRENT_LEARNING_RATE,
-    "dropout": RECURRENT_DROPOUT,
-    "num_layers": NUM_LAYERS,
-    "embedding_dim": EMBEDDING_DIM,
-    "units": Dimension("int", 200, min=100, max=300, step=50, lowest=1, highest=65536),
-    "tie_embeddings": TIE_EMBEDDINGS,
-}
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")

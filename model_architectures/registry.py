@@ -1,43 +1,78 @@
-"""The registry: model family name -> builder, and the two calls the rest of the project uses."""
+"""The registry: the one list of model families, and the calls that build them.
+
+Each family names the module that holds its model and builder; that module (and with it keras
+and TensorFlow) is imported only when a model is built. Family names, search spaces and the
+"did you mean" check need no TensorFlow, so CONFIG validation uses them before anything slow.
+"""
 
 from __future__ import annotations
 
 import difflib
-from functools import partial
-from typing import Any, Callable, Mapping
+import importlib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-import keras
-import keras_tuner as kt
+from data_pipeline.errors import ConfigError
+from model_architectures.recurrent_space import RECURRENT_SPACE, RECURRENT_TINY
+from model_architectures.search_space import Declaration, SearchSpace, declare, resolve
+from model_architectures.transformer_space import TRANSFORMER_SPACE, TRANSFORMER_TINY
 
-from data_pipeline.config import ConfigError
-from model_architectures.recurrent import RECURRENT_SPACE, build_recurrent
-from model_architectures.search_space import SearchSpace, declare
-from model_architectures.transformer import TRANSFORMER_SPACE, build_transformer
+if TYPE_CHECKING:
+    import keras
+    import keras_tuner as kt
 
-# builder(hp, vocab_size, max_len, overrides) -> uncompiled keras.Model
-Builder = Callable[[kt.HyperParameters, int, int, Mapping[str, Any] | None], keras.Model]
+    # builder(hp, vocab_size, max_len, overrides, **options) -> uncompiled keras.Model
+    Builder = Callable[..., keras.Model]
 
-MODEL_BUILDERS: dict[str, Builder] = {
-    "lstm": partial(build_recurrent, cell="lstm"),
-    "gru": partial(build_recurrent, cell="gru"),
-    "simple_rnn": partial(build_recurrent, cell="simple_rnn"),
-    "transformer": build_transformer,
+
+@dataclass(frozen=True)
+class Family:
+    """Where a model family lives, and what can be known of it without importing it."""
+
+    module: str  # holds the model class and the builder; imported on the first build
+    builder: str  # builder(hp, vocab_size, max_len, overrides, **options) -> keras.Model
+    space: SearchSpace  # its hyperparameters, from a module without keras
+    tiny: Mapping[str, Any]  # hyperparameters of the small model every test builds
+    options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
+
+    def load_builder(self) -> Builder:
+        return getattr(importlib.import_module(self.module), self.builder)
+
+
+FAMILIES: dict[str, Family] = {
+    "lstm": Family("model_architectures.recurrent", "build_recurrent", RECURRENT_SPACE,
+                   RECURRENT_TINY, {"cell": "lstm"}),
+    "gru": Family("model_architectures.recurrent", "build_recurrent", RECURRENT_SPACE,
+                  RECURRENT_TINY, {"cell": "gru"}),
+    "simple_rnn": Family("model_architectures.recurrent", "build_recurrent", RECURRENT_SPACE,
+                         RECURRENT_TINY, {"cell": "simple_rnn"}),
+    "transformer": Family("model_architectures.transformer", "build_transformer",
+                          TRANSFORMER_SPACE, TRANSFORMER_TINY),
 }
 
-SEARCH_SPACES: dict[str, SearchSpace] = {
-    "lstm": RECURRENT_SPACE,
-    "gru": RECURRENT_SPACE,
-    "simple_rnn": RECURRENT_SPACE,
-    "transformer": TRANSFORMER_SPACE,
-}
+
+def family_names() -> tuple[str, ...]:
+    """Every registered family, in registry order (the order of plots and benchmarks)."""
+    return tuple(FAMILIES)
 
 
-def _check_family(family: str) -> None:
-    if family not in MODEL_BUILDERS:
-        hint = difflib.get_close_matches(family, MODEL_BUILDERS, n=1)
-        suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
-        raise ConfigError(f"unknown model family {family!r}{suggestion}; "
-                          f"available: {sorted(MODEL_BUILDERS)}")
+def unknown_family_message(name: str) -> str:
+    """One line naming the closest registered family, for a name that is not one."""
+    hint = difflib.get_close_matches(name, FAMILIES, n=1)
+    suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
+    return f"unknown model family {name!r}{suggestion}; available: {sorted(FAMILIES)}"
+
+
+def _family(name: str) -> Family:
+    if name not in FAMILIES:
+        raise ConfigError(unknown_family_message(name))
+    return FAMILIES[name]
+
+
+def check_hyperparameters(family: str, overrides: Mapping[str, Any] | None,
+                          where: str | None = None) -> dict[str, Declaration]:
+    """CONFIG's overrides of `family`'s space, checked without keras; ConfigError if one is bad."""
+    return resolve(family, _family(family).space, overrides, where)
 
 
 def build_model(family: str, hp: kt.HyperParameters | None, vocab_size: int, max_len: int,
@@ -46,20 +81,31 @@ def build_model(family: str, hp: kt.HyperParameters | None, vocab_size: int, max
 
     The model is uncompiled and built for (None, max_len) inputs, so count_params() works.
     """
-    _check_family(family)
+    spec = _family(family)
     if not isinstance(vocab_size, int) or vocab_size < 5:
         raise ValueError(f"vocab_size={vocab_size!r}: need an int >= 5 (4 special tokens + text)")
     if not isinstance(max_len, int) or max_len < 2:
         raise ConfigError(f"CONFIG['max_len'] = {max_len!r}: need an int >= 2")
-    model = MODEL_BUILDERS[family](hp if hp is not None else kt.HyperParameters(),
-                                   vocab_size, max_len, overrides)
+    if hp is None:
+        import keras_tuner as kt
+
+        hp = kt.HyperParameters()
+    model = spec.load_builder()(hp, vocab_size, max_len, overrides, **spec.options)
     model.build((None, max_len))
     return model
 
 
 def hyperparameters_for(family: str, overrides: Mapping[str, Any] | None = None) -> kt.HyperParameters:
     """The family's search space with CONFIG overrides; its values are the untuned defaults."""
-    _check_family(family)
+    import keras_tuner as kt
+
     hp = kt.HyperParameters()
-    declare(hp, family, SEARCH_SPACES[family], overrides)
+    declare(hp, family, _family(family).space, overrides)
     return hp
+
+
+def register_model_classes() -> None:
+    """Import every family's module, which registers its model classes with Keras serialization,
+    so `keras.saving.load_model(path)` needs no custom_objects. Call it before loading a model."""
+    for spec in FAMILIES.values():
+        importlib.import_module(spec.module)

@@ -1,20 +1,25 @@
 """Search spaces: each family's reference ranges, narrowed or fixed by CONFIG, declared on a `hp`.
 
-A family lists its hyperparameters as `Dimension`s beside its builder. `declare` turns them into
-keras-tuner calls, applying `config.hyperparameters[family]`:
-scalar -> hp.Fixed, list -> hp.Choice, dict {min, max, step, sampling} -> hp.Int / hp.Float.
-The `default` of each dimension is the value used without tuning; it always lies inside the
-(possibly narrowed) range, so an untuned run and a tuned run explore the same space.
+A family lists its hyperparameters as `Dimension`s in a table beside its builder. `resolve` turns
+a table and `config.hyperparameters[family]` into checked `Declaration`s:
+scalar -> Fixed, list -> Choice, dict {min, max, step, sampling} -> Int / Float.
+`declare` makes the keras-tuner calls on a `hp`. The `default` of each dimension is the value used
+without tuning; it always lies inside the (possibly narrowed) range, so an untuned run and a tuned
+run explore the same space.
+
+Nothing here imports keras or keras_tuner (`declare` only calls methods of the `hp` it is given):
+CONFIG validation checks hyperparameters with this module before TensorFlow loads.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
-import keras_tuner as kt
+from data_pipeline.errors import ConfigError
 
-from data_pipeline.config import ConfigError
+if TYPE_CHECKING:
+    import keras_tuner as kt
 
 RANGE_KEYS = ("min", "max", "step", "sampling")
 
@@ -47,22 +52,52 @@ EMBEDDING_DIM = Dimension("int", 128, min=64, max=256, step=64, lowest=1, highes
 TIE_EMBEDDINGS = Dimension("boolean", True)
 
 
-def declare(hp: kt.HyperParameters, family: str, space: SearchSpace,
-            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Declare `space` on `hp` with CONFIG `overrides` applied; return the current values."""
+@dataclass(frozen=True)
+class Declaration:
+    """One hyperparameter as CONFIG shaped it: the keras-tuner call that declares it on a `hp`."""
+
+    method: Literal["Fixed", "Choice", "Boolean", "Int", "Float"]
+    default: Any  # Fixed: the value
+    values: tuple[Any, ...] = ()  # Choice
+    min: float | None = None  # Int / Float
+    max: float | None = None
+    step: float | None = None
+    sampling: str = "linear"
+
+    def declare(self, hp: kt.HyperParameters, name: str) -> Any:
+        """Declare on `hp`; return its current value (a trial's value, or the default)."""
+        if self.method == "Fixed":
+            return hp.Fixed(name, self.default)
+        if self.method == "Boolean":
+            return hp.Boolean(name, default=self.default)
+        if self.method == "Choice":
+            return hp.Choice(name, list(self.values), default=self.default)
+        method = hp.Int if self.method == "Int" else hp.Float
+        return method(name, self.min, self.max, step=self.step, sampling=self.sampling,
+                      default=self.default)
+
+
+def resolve(family: str, space: SearchSpace, overrides: Mapping[str, Any] | None = None,
+            where: str | None = None) -> dict[str, Declaration]:
+    """`space` with CONFIG `overrides` applied and checked; a bad one is a one-line ConfigError.
+
+    `where` names the overrides in messages (default: CONFIG['hyperparameters'][family]).
+    """
+    where = where or f"CONFIG['hyperparameters'][{family!r}]"
     overrides = dict(overrides or {})
     unknown = sorted(set(overrides) - set(space))
     if unknown:
-        raise ConfigError(f"CONFIG['hyperparameters'][{family!r}]: unknown name(s) {unknown}; "
+        raise ConfigError(f"{where}: unknown name(s) {unknown}; "
                           f"known names for {family!r}: {sorted(space)}")
-    return {name: _declare_one(hp, family, name, dimension, overrides.get(name, _UNSET))
+    return {name: _resolve_one(f"{where}[{name!r}]", dimension, overrides.get(name, _UNSET))
             for name, dimension in space.items()}
 
 
-def default_values(family: str, space: SearchSpace,
-                   overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """The values used without tuning (a fresh hp holds each dimension's default)."""
-    return declare(kt.HyperParameters(), family, space, overrides)
+def declare(hp: kt.HyperParameters, family: str, space: SearchSpace,
+            overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Declare `space` on `hp` with CONFIG `overrides` applied; return the current values."""
+    return {name: declaration.declare(hp, name)
+            for name, declaration in resolve(family, space, overrides).items()}
 
 
 class _Unset:
@@ -72,32 +107,30 @@ class _Unset:
 _UNSET = _Unset()
 
 
-def _declare_one(hp: kt.HyperParameters, family: str, name: str, dim: Dimension, override: Any) -> Any:
-    where = f"CONFIG['hyperparameters'][{family!r}][{name!r}]"
+def _resolve_one(where: str, dim: Dimension, override: Any) -> Declaration:
     if isinstance(override, _Unset):
-        return _declare_reference(hp, name, dim)
+        return _reference(dim)
     if isinstance(override, Mapping):
-        return _declare_range(hp, where, name, dim, override)
+        return _resolve_range(where, dim, override)
     if isinstance(override, (list, tuple)):
         if not override:
             raise ConfigError(f"{where} = []: give at least one value, or remove the key")
-        values = [_checked(where, dim, value) for value in override]
+        values = tuple(_checked(where, dim, value) for value in override)
         default = dim.default if dim.default in values else values[0]
-        return hp.Choice(name, values, default=default)
-    return hp.Fixed(name, _checked(where, dim, override))
+        return Declaration("Choice", default, values=values)
+    return Declaration("Fixed", _checked(where, dim, override))
 
 
-def _declare_reference(hp: kt.HyperParameters, name: str, dim: Dimension) -> Any:
+def _reference(dim: Dimension) -> Declaration:
     if dim.kind == "boolean":
-        return hp.Boolean(name, default=dim.default)
+        return Declaration("Boolean", dim.default)
     if dim.kind == "choice":
-        return hp.Choice(name, list(dim.values), default=dim.default)
-    method = hp.Int if dim.kind == "int" else hp.Float
-    return method(name, dim.min, dim.max, step=dim.step, sampling=dim.sampling, default=dim.default)
+        return Declaration("Choice", dim.default, values=dim.values)
+    return Declaration("Int" if dim.kind == "int" else "Float", dim.default, min=dim.min,
+                       max=dim.max, step=dim.step, sampling=dim.sampling)
 
 
-def _declare_range(hp: kt.HyperParameters, where: str, name: str, dim: Dimension,
-                   override: Mapping[str, Any]) -> Any:
+def _resolve_range(where: str, dim: Dimension, override: Mapping[str, Any]) -> Declaration:
     extra = sorted(set(override) - set(RANGE_KEYS))
     if extra:
         raise ConfigError(f"{where}: unknown range key(s) {extra}; use {list(RANGE_KEYS)}")
@@ -120,12 +153,12 @@ def _declare_range(hp: kt.HyperParameters, where: str, name: str, dim: Dimension
         raise ConfigError(f"{where}: sampling={sampling!r} needs min > 0 (got {low})")
     # The reference step only fits the reference range; a narrowed range keeps it if given.
     step = override.get("step", dim.step if "min" not in override and "max" not in override else None)
-    if is_int:
-        step = int(step) if step else 1
     default = dim.default if low <= dim.default <= high else low
     if is_int:
-        return hp.Int(name, int(low), int(high), step=step, sampling=sampling, default=int(default))
-    return hp.Float(name, float(low), float(high), step=step, sampling=sampling, default=float(default))
+        return Declaration("Int", int(default), min=int(low), max=int(high),
+                           step=int(step) if step else 1, sampling=sampling)
+    return Declaration("Float", float(default), min=float(low), max=float(high), step=step,
+                       sampling=sampling)
 
 
 def _checked(where: str, dim: Dimension, value: Any) -> Any:

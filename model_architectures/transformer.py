@@ -15,19 +15,8 @@ import keras_hub
 import keras_tuner as kt
 from keras import ops
 
-from model_architectures.search_space import (DROPOUT, EMBEDDING_DIM, LEARNING_RATE,
-                                              TIE_EMBEDDINGS, Dimension, SearchSpace, declare)
-
-TRANSFORMER_SPACE: SearchSpace = {
-    "learning_rate": LEARNING_RATE,
-    "dropout": DROPOUT,
-    # Two blocks by default: one block cannot compose attention patterns (induction heads).
-    "num_layers": Dimension("int", 2, min=1, max=2, step=1, lowest=1, highest=64),
-    "embedding_dim": EMBEDDING_DIM,
-    "num_heads": Dimension("choice", 4, values=(2, 4), lowest=1, highest=256),
-    "ff_dim": Dimension("int", 256, min=128, max=256, step=64, lowest=1, highest=262144),
-    "tie_embeddings": TIE_EMBEDDINGS,
-}
+from model_architectures.search_space import declare
+from model_architectures.transformer_space import TRANSFORMER_SPACE
 
 
 def _normal(stddev: float) -> keras.initializers.Initializer:

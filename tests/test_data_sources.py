@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from data_factories import make_config, write_csv
-from data_pipeline.config import ConfigError
 from data_pipeline.corpus import load_corpus
-from data_pipeline.errors import DataError
+from data_pipeline.errors import ConfigError, DataError
 from data_pipeline.sources import read_documents, read_fortunes
 
 

@@ -8,6 +8,7 @@ import pytest
 from evaluation.evaluate import EvaluationResult
 from evaluation.plots import family_colour, plot_all
 from evaluation.report import COLUMNS, ModelReport, comparison_table, save_table
+from model_architectures import family_names
 from training_assets.trainer import TrainingResult
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -96,5 +97,6 @@ def test_plots_survive_missing_history_and_no_baseline(tmp_path):
 
 def test_colours_are_fixed_per_family():
     assert family_colour("gru") == family_colour("gru") != family_colour("lstm")
+    assert len({family_colour(family) for family in family_names()}) == len(family_names())
     assert family_colour("kn_5gram") == family_colour("kn_3gram")
     assert family_colour("my_model") == family_colour("my_model")

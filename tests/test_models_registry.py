@@ -7,26 +7,27 @@ import keras_tuner as kt
 import numpy as np
 import pytest
 
-from data_pipeline.config import MODEL_FAMILIES, ConfigError, ExperimentConfig
-from model_architectures import MODEL_BUILDERS, build_model, hyperparameters_for
-from model_architectures.registry import SEARCH_SPACES
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import ConfigError
+from model_architectures import FAMILIES, build_model, family_names, hyperparameters_for
 
 VOCAB, MAX_LEN = 50, 12
-TINY = {
-    "lstm": {"embedding_dim": 16, "units": 24},
-    "gru": {"embedding_dim": 16, "units": 24},
-    "simple_rnn": {"embedding_dim": 16, "units": 24},
-    "transformer": {"embedding_dim": 16, "ff_dim": 32},
-}
 
 
-def test_registry_covers_every_config_family():
-    assert set(MODEL_BUILDERS) == set(MODEL_FAMILIES) == {"lstm", "gru", "simple_rnn", "transformer"}
+@pytest.mark.parametrize("family", family_names())
+def test_every_family_declares_a_valid_tiny_size_that_builds_small(family):
+    spec = FAMILIES[family]
+    config = ExperimentConfig.from_dict({"models_to_run": [family],
+                                         "hyperparameters": {family: dict(spec.tiny)}})
+    model = build_model(family, None, VOCAB, MAX_LEN, config.hyperparameters[family])
+    default = build_model(family, None, VOCAB, MAX_LEN)
+    assert model.count_params() < default.count_params() / 4
+    assert type(model).__module__ == spec.module  # the registry names where the family lives
 
 
-@pytest.mark.parametrize("family", MODEL_FAMILIES)
+@pytest.mark.parametrize("family", family_names())
 def test_logits_at_every_position(family):
-    model = build_model(family, None, VOCAB, MAX_LEN, TINY[family])
+    model = build_model(family, None, VOCAB, MAX_LEN, FAMILIES[family].tiny)
     tokens = np.random.default_rng(0).integers(0, VOCAB, size=(3, MAX_LEN)).astype("int32")
     logits = model(tokens)
     assert tuple(logits.shape) == (3, MAX_LEN, VOCAB)
@@ -39,18 +40,12 @@ def test_logits_at_every_position(family):
                                atol=1e-5)
 
 
-@pytest.mark.parametrize("family", MODEL_FAMILIES)
+@pytest.mark.parametrize("family", family_names())
 def test_defaults_lie_inside_the_reference_ranges(family):
     hp = hyperparameters_for(family)
-    values = hp.values
-    assert values["learning_rate"] == (1e-3 if family == "transformer" else 1e-2)
-    assert 0.2 <= values["dropout"] <= 0.5
-    assert 1 <= values["num_layers"] <= 2
-    assert 64 <= values["embedding_dim"] <= 256
-    if family == "transformer":
-        assert values["num_heads"] in (2, 4) and 128 <= values["ff_dim"] <= 256
-    else:
-        assert 100 <= values["units"] <= 300 and "tie_embeddings" in values
+    space = FAMILIES[family].space
+    assert hp.values == {name: dimension.default for name, dimension in space.items()}
+    assert {"learning_rate", "dropout", "num_layers", "embedding_dim"} <= set(space)
     # The declared space is the reference one: every default is among the values it can take.
     for parameter in hp.space:
         if isinstance(parameter, kt.engine.hyperparameters.Choice):
@@ -94,6 +89,11 @@ def test_learning_rate_range_from_a_dict():
 def test_bad_overrides_fail_with_one_clear_line(overrides, message):
     with pytest.raises(ConfigError, match=message):
         build_model("gru", None, VOCAB, MAX_LEN, overrides)
+    # CONFIG validation finds the same mistake, naming where it is, before anything is built.
+    with pytest.raises(ConfigError, match=message) as error:
+        ExperimentConfig.from_dict({"hyperparameters": {"gru": overrides}}, source="experiment.json")
+    assert str(error.value).startswith("experiment.json['hyperparameters']['gru']")
+    assert "\n" not in str(error.value)
 
 
 def test_unknown_family_names_the_available_ones():
@@ -133,7 +133,7 @@ def test_tied_embeddings_share_the_matrix_and_project_when_units_differ():
 
 def test_recurrent_layers_keep_cudnn_compatible_arguments():
     for family in ("lstm", "gru"):
-        model = build_model(family, None, VOCAB, MAX_LEN, {"num_layers": 2, **TINY[family]})
+        model = build_model(family, None, VOCAB, MAX_LEN, {**FAMILIES[family].tiny, "num_layers": 2})
         for layer in model.recurrent_layers:
             cell = layer.cell
             assert cell.activation is keras.activations.tanh
@@ -148,9 +148,10 @@ def test_logits_stay_float32_under_mixed_precision(family):
     previous = keras.config.dtype_policy()
     keras.config.set_dtype_policy("mixed_float16")
     try:
-        model = build_model(family, None, VOCAB, MAX_LEN, {**TINY[family], "tie_embeddings": True})
+        tiny = FAMILIES[family].tiny
+        model = build_model(family, None, VOCAB, MAX_LEN, {**tiny, "tie_embeddings": True})
         logits = model(np.ones((2, MAX_LEN), "int32"))
-        untied = build_model(family, None, VOCAB, MAX_LEN, {**TINY[family], "tie_embeddings": False})
+        untied = build_model(family, None, VOCAB, MAX_LEN, {**tiny, "tie_embeddings": False})
         untied_logits = untied(np.ones((2, MAX_LEN), "int32"))
         _, cache = model.call_with_cache(np.ones((2, 1), "int32"), model.build_cache(2, MAX_LEN), 0)
     finally:
@@ -158,10 +159,3 @@ def test_logits_stay_float32_under_mixed_precision(family):
     assert model.compute_dtype == "float16"
     assert logits.dtype == "float32" and untied_logits.dtype == "float32"
     assert cache.dtype == "float16"
-
-
-def test_search_spaces_are_declared_beside_their_builders():
-    assert set(SEARCH_SPACES["transformer"]) >= {"learning_rate", "dropout", "num_layers",
-                                                 "embedding_dim", "num_heads", "ff_dim"}
-    assert set(SEARCH_SPACES["gru"]) >= {"learning_rate", "dropout", "num_layers",
-                                         "embedding_dim", "units", "tie_embeddings"}

@@ -11,23 +11,23 @@ import textwrap
 import keras
 import numpy as np
 
-from model_architectures import build_model
+from model_architectures import FAMILIES, build_model, family_names
 
 VOCAB, MAX_LEN = 40, 10
-VARIANTS = {  # every family, plus the untied / two-layer paths
-    "lstm": ("lstm", {"embedding_dim": 16, "units": 24, "num_layers": 2, "tie_embeddings": False}),
-    "gru": ("gru", {"embedding_dim": 16, "units": 24}),
-    "simple_rnn": ("simple_rnn", {"embedding_dim": 16, "units": 16}),
-    "transformer": ("transformer", {"embedding_dim": 16, "ff_dim": 32, "num_heads": 2}),
-    "transformer_untied": ("transformer", {"embedding_dim": 16, "ff_dim": 32, "num_layers": 1,
-                                           "tie_embeddings": False}),
+VARIANTS = {  # every registered family at its tiny size, plus the untied / two-layer paths
+    **{family: (family, FAMILIES[family].tiny) for family in family_names()},
+    "lstm_two_layers_untied": ("lstm", {**FAMILIES["lstm"].tiny, "num_layers": 2,
+                                        "tie_embeddings": False}),
+    "transformer_two_layers_untied": ("transformer", {**FAMILIES["transformer"].tiny, "num_layers": 2,
+                                                      "tie_embeddings": False}),
 }
 
 RELOAD = textwrap.dedent("""
     import json, sys
     import numpy as np
     import keras
-    import model_architectures  # registers the classes: nothing else is needed to load
+    from model_architectures import register_model_classes
+    register_model_classes()  # nothing else is needed to load
     folder, names = sys.argv[1], json.loads(sys.argv[2])
     tokens = np.load(f"{folder}/tokens.npy")
     for name in names:
@@ -42,18 +42,17 @@ RELOAD = textwrap.dedent("""
 def test_every_family_reloads_in_a_fresh_process(tmp_path):
     tokens = np.random.default_rng(0).integers(0, VOCAB, size=(2, MAX_LEN)).astype("int32")
     np.save(tmp_path / "tokens.npy", tokens)
-    before = {}
+    before, classes = {}, {}
     for name, (family, overrides) in VARIANTS.items():
         model = build_model(family, None, VOCAB, MAX_LEN, overrides)
-        before[name] = np.asarray(model(tokens))
+        before[name], classes[name] = np.asarray(model(tokens)), type(model).__name__
         model.save(tmp_path / f"{name}.keras")
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
     done = subprocess.run([sys.executable, "-c", RELOAD, str(tmp_path), json.dumps(list(VARIANTS))],
                           capture_output=True, text=True, env=environment, timeout=240)
     assert done.returncode == 0, done.stderr[-3000:]
-    for name, (family, _) in VARIANTS.items():
-        expected_class = "TransformerLanguageModel" if family == "transformer" else "RecurrentLanguageModel"
-        assert f"{name} {expected_class}" in done.stdout
+    for name in VARIANTS:
+        assert f"{name} {classes[name]}" in done.stdout
         np.testing.assert_allclose(np.load(tmp_path / f"{name}.after.npy"), before[name], atol=1e-5)
         np.testing.assert_allclose(np.load(tmp_path / f"{name}.cached.npy"), before[name][:, :3],
                                    atol=1e-5)

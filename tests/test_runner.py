@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from training_assets.run import main, parse_override
-from data_pipeline.config import ConfigError
+from data_pipeline.errors import ConfigError
 
 
 def test_unknown_key_fails_with_suggestion(tmp_path, capsys):

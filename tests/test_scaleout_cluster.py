@@ -8,7 +8,8 @@ import tempfile
 
 import pytest
 
-from data_pipeline.config import ConfigError, ExperimentConfig
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import ConfigError
 from training_assets.cluster import (
     OUTPUT_PATH_KEYS,
     backup_dir,

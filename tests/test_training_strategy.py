@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from data_pipeline.config import ConfigError
+from data_pipeline.errors import ConfigError
 from training_assets import strategy as strategy_module
 from training_assets.strategy import is_default_strategy, select_strategy
 

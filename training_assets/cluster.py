@@ -25,7 +25,8 @@ import tempfile
 from dataclasses import dataclass
 from typing import Iterator, Literal, Mapping
 
-from data_pipeline.config import ConfigError, ExperimentConfig
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import ConfigError
 
 TF_CONFIG_EXAMPLE = ('{"cluster": {"worker": ["10.0.0.1:12345", "10.0.0.2:12345"]}, '
                      '"task": {"type": "worker", "index": 0}}')
@@ -120,8 +121,9 @@ def config_for_this_process(config: ExperimentConfig,
                             environ: Mapping[str, str] | None = None) -> ExperimentConfig:
     """The experiment's config with every output path moved to scratch on a non-chief worker.
 
-    The runner calls it once, first; the stages then write where the config says and never clash
-    (tokenizer, checkpoints, tuning trials, plots, downloads). The chief's config is unchanged.
+    The runner calls it first; the stages then write where the config says and never clash
+    (tokenizer, checkpoints, tuning trials, plots, downloads). The chief's config is unchanged,
+    and so is a config it has moved already.
     """
     if is_chief(environ):
         return config

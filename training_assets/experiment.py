@@ -17,7 +17,6 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-import model_architectures  # noqa: F401  (registers the model classes for load_model)
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import Datasets, build_datasets
@@ -28,6 +27,7 @@ from evaluation.generation import document_start_id, generate_timed
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
+from model_architectures.registry import register_model_classes
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
 from training_assets.strategy import select_strategy
@@ -85,9 +85,11 @@ def setup_environment(config: ExperimentConfig) -> Environment:
     return Environment(strategy=strategy, precision=configure_precision(config, strategy))
 
 
-def prepare_data(config: ExperimentConfig, environment: Environment) -> PreparedData:
-    """Load, clean and split the corpus, fit (or reuse) the tokenizer, build the tf.data splits."""
-    corpus = load_corpus(config)
+def prepare_data(config: ExperimentConfig, environment: Environment,
+                 corpus: Corpus | None = None) -> PreparedData:
+    """Load, clean and split the corpus (unless given), fit (or reuse) the tokenizer, build the
+    tf.data splits."""
+    corpus = load_corpus(config) if corpus is None else corpus
     tokenizer = fit_or_load_tokenizer(corpus.train, config)
     datasets = build_datasets(corpus, tokenizer, config, num_replicas=environment.replicas)
     return PreparedData(corpus=corpus, tokenizer=tokenizer, datasets=datasets)
@@ -114,6 +116,7 @@ def tune_and_train(family: str, config: ExperimentConfig, environment: Environme
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                     data: PreparedData) -> FamilyRun:
     """Test-split metrics of the best checkpoint, generation speed and sample quality."""
+    register_model_classes()
     model = keras.saving.load_model(training.checkpoint_path)
     evaluation = evaluate_model(model, data.datasets.test)
     generated = generate_timed(
@@ -163,15 +166,21 @@ class ExperimentResult:
     artifacts: list[Path]
 
 
-def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentResult:
-    """All stages, in the notebook's order, printing progress as they go."""
+def run_experiment(config: ExperimentConfig | Mapping[str, Any],
+                   corpus: Corpus | None = None) -> ExperimentResult:
+    """All stages, in the notebook's order, printing progress as they go.
+
+    `corpus`: already loaded from this config (the command line reads it before TensorFlow loads,
+    so data mistakes fail fast); otherwise it is loaded here.
+    """
     if not isinstance(config, ExperimentConfig):
         config = ExperimentConfig.from_dict(config)
-    config = config_for_this_process(config)  # a cluster worker writes to its own scratch space
+    # A cluster worker writes to its own scratch space; a config moved already stays as it is.
+    config = config_for_this_process(config)
     started = time.perf_counter()
     environment = setup_environment(config)
     log.info("environment: %s", environment.describe())
-    data = prepare_data(config, environment)
+    data = prepare_data(config, environment, corpus)
     log.info("data:\n%s", split_summary(data).to_string())
     if tuning_role().is_worker:  # keras-tuner worker: run the chief's trials, then stop
         for family in config.models_to_run:

@@ -1,6 +1,9 @@
 """Command line for one experiment: the same stages and artifacts as the notebook.
 
     python -m training_assets.run --config experiment.json   (JSON or YAML with CONFIG keys)
+
+CONFIG is validated and the corpus read before TensorFlow is imported, so a wrong key or value,
+a missing file or a missing CSV column fails in a second with one line and exit code 2.
 """
 
 from __future__ import annotations
@@ -10,8 +13,10 @@ import json
 import logging
 import sys
 
-from data_pipeline.config import ConfigError, ExperimentConfig
-from data_pipeline.errors import DataError
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.corpus import load_corpus
+from data_pipeline.errors import ConfigError, DataError
+from training_assets.cluster import config_for_this_process
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,9 +34,11 @@ def main(argv: list[str] | None = None) -> int:
             overrides = dict(parse_override(item) for item in args.set)
             config = ExperimentConfig.from_dict({**config.to_dict(), **overrides},
                                                 source=f"{args.config} + --set")
-        from training_assets.experiment import run_experiment  # TensorFlow loads only after validation
+        config = config_for_this_process(config)  # checks TF_CONFIG and keras-tuner's variables
+        corpus = load_corpus(config)
+        from training_assets.experiment import run_experiment  # TensorFlow loads only now
 
-        result = run_experiment(config)
+        result = run_experiment(config, corpus)
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ import os
 
 import tensorflow as tf
 
-from data_pipeline.config import ConfigError
+from data_pipeline.errors import ConfigError
 from training_assets.cluster import cluster_role
 
 logger = logging.getLogger("training_assets")

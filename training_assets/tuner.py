@@ -21,10 +21,11 @@ import keras
 import keras_tuner as kt
 import tensorflow as tf
 
-from data_pipeline.config import ConfigError, ExperimentConfig
+from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import Datasets
-from model_architectures.registry import build_model, hyperparameters_for
+from data_pipeline.errors import ConfigError
 from data_pipeline.manifests import read_json, write_json
+from model_architectures.registry import build_model, hyperparameters_for
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import FailTrialOnNaN
 from training_assets.cluster import family_oracle
