@@ -15,6 +15,7 @@ from keras import ops
 
 from model_architectures.search_space import (DROPOUT, EMBEDDING_DIM, LEARNING_RATE, NUM_LAYERS,
                                               TIE_EMBEDDINGS, Dimension, SearchSpace, declare)
+from model_architectures.saving import RestoresTrainingState
 
 RECURRENT_CELLS: dict[str, type[keras.layers.Layer]] = {
     "lstm": keras.layers.LSTM,
@@ -43,7 +44,7 @@ RECURRENT_SPACE: SearchSpace = {
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
-class RecurrentLanguageModel(keras.Model):
+class RecurrentLanguageModel(RestoresTrainingState, keras.Model):
     """Token ids (B, T) -> next-token logits (B, T, V) through stacked LSTM/GRU/SimpleRNN layers."""
 
     def __init__(self, vocab_size: int, max_len: int, cell: str = "lstm", embedding_dim: int = 128,

@@ -17,6 +17,7 @@ from keras import ops
 
 from model_architectures.search_space import (DROPOUT, EMBEDDING_DIM, LEARNING_RATE,
                                               TIE_EMBEDDINGS, Dimension, SearchSpace, declare)
+from model_architectures.saving import RestoresTrainingState
 
 TRANSFORMER_SPACE: SearchSpace = {
     "learning_rate": LEARNING_RATE,
@@ -35,7 +36,7 @@ def _normal(stddev: float) -> keras.initializers.Initializer:
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
-class TransformerLanguageModel(keras.Model):
+class TransformerLanguageModel(RestoresTrainingState, keras.Model):
     """Token ids (B, T<=max_len) -> next-token logits (B, T, V), causal self-attention."""
 
     def __init__(self, vocab_size: int, max_len: int, embedding_dim: int = 128, num_layers: int = 2,

@@ -17,7 +17,6 @@ import keras
 import pandas as pd
 import tensorflow as tf
 
-import model_architectures  # noqa: F401  (registers the model classes for load_model)
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import Datasets, build_datasets
@@ -28,6 +27,7 @@ from evaluation.generation import document_start_id, generate_timed
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
+from model_architectures import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
 from training_assets.strategy import select_strategy
@@ -114,7 +114,7 @@ def tune_and_train(family: str, config: ExperimentConfig, environment: Environme
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                     data: PreparedData) -> FamilyRun:
     """Test-split metrics of the best checkpoint, generation speed and sample quality."""
-    model = keras.saving.load_model(training.checkpoint_path)
+    model = load_trained_model(training.checkpoint_path)  # as the generate CLI does: no optimizer
     evaluation = evaluate_model(model, data.datasets.test)
     generated = generate_timed(
         model, data.tokenizer, list(config.prompts) * config.num_samples,
