@@ -30,6 +30,7 @@ from evaluation.report import ModelReport, comparison_table, save_table
 from model_architectures import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
+from training_assets.run_lock import RunLock, lock_output_folders
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
 from training_assets.tuner import tune_model
@@ -77,6 +78,14 @@ class FamilyRun:
     training: TrainingResult
     report: ModelReport
     samples: list[str] = field(default_factory=list)
+
+
+def claim_output_folders(config: ExperimentConfig) -> RunLock:
+    """Lock this run's output folders until the process exits: a second run on them stops here.
+
+    A cluster worker locks its own scratch folders (config_for_this_process), never the chief's.
+    """
+    return lock_output_folders(config_for_this_process(config))
 
 
 def setup_environment(config: ExperimentConfig) -> Environment:
@@ -168,6 +177,15 @@ def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentRe
     if not isinstance(config, ExperimentConfig):
         config = ExperimentConfig.from_dict(config)
     config = config_for_this_process(config)  # a cluster worker writes to its own scratch space
+    lock = claim_output_folders(config)
+    try:
+        return _run_stages(config)
+    finally:
+        lock.release()  # what this call locked; folders a notebook claimed earlier stay locked
+
+
+def _run_stages(config: ExperimentConfig) -> ExperimentResult:
+    """run_experiment's stages, with the output folders locked."""
     started = time.perf_counter()
     environment = setup_environment(config)
     log.info("environment: %s", environment.describe())

@@ -12,6 +12,7 @@ import sys
 
 from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
+from training_assets.run_lock import FolderInUseError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         from training_assets.experiment import run_experiment  # TensorFlow loads only after validation
 
         result = run_experiment(config)
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.table.to_string())
