@@ -1,16 +1,13 @@
 """One run at a time per output folder: a second run on the same folders stops at its start.
 
 Every output folder (models_dir, tuning_dir, plots_dir and the tokenizer's folder) gets a file
-`.run.lock`, held with fcntl.flock and holding the locking process's id, host and start time for
+`.run.lock`, locked with fcntl.flock and recording the locking process's id, host and start time for
 the error message. The kernel drops a flock when its process ends, however it ends, so a lock
 left by a killed run is free: the next run takes it over and logs whose it was. A pid file alone
 could not tell a live run from a dead one whose pid was reused. The same process may lock its
 folders again (a notebook re-run in one kernel). Locks are released at process exit, or earlier
 by RunLock.release(), which deletes the lock file and a folder the lock had to create if nothing
-else was written to it.
-
-flock is local to one machine on some network file systems: runs on different machines sharing
-a folder are only refused where the file system passes flock on (NFSv4, most cluster file systems).
+else was written to it. A file system that cannot lock at all gets a warning instead of a lock.
 """
 
 from __future__ import annotations
