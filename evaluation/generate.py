@@ -1,12 +1,14 @@
-"""Command line: sample text from a trained model.
+"""Command line: sample text from trained models.
 
     python -m evaluation.generate --model trained_models/gru.keras --prompt "police"
         --sampler top_p --top-p 0.9 --temperature 0.8 -n 5
+    python -m evaluation.generate --model trained_models/*.keras --prompt "police"   # side by side
 
 The tokenizer comes from the manifest beside the model (`<family>.manifest.json`, key
 "tokenizer_path"), or --tokenizer. Prompts are cleaned like the training text (the manifest's
 `cleaning`), and sampling settings not given default to the manifest's CONFIG. Paths and the
-manifest are checked before TensorFlow is imported, so mistakes fail in a second.
+manifest are checked before TensorFlow is imported, so mistakes fail in a second. Models load
+without their optimizer (inference only), so nothing of the training code is needed.
 """
 
 from __future__ import annotations
@@ -14,22 +16,36 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
 from data_pipeline.cleaning import clean_text
-from data_pipeline.config import ExperimentConfig
-from data_pipeline.errors import ConfigError, DataError
+from data_pipeline.config import ConfigError, ExperimentConfig
+from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
 
 SAMPLING_KEYS = ("sampler", "temperature", "top_k", "top_p", "beam_width", "max_new_tokens",
                  "num_samples", "seed")
 
 
+@dataclass(frozen=True)
+class GenerationJob:
+    """One model to sample from, with everything checked before TensorFlow is imported."""
+
+    model_path: Path
+    tokenizer: TextTokenizer
+    config: ExperimentConfig
+    settings: dict[str, Any]  # SAMPLING_KEYS: the command line's values, else the manifest's CONFIG
+    prompts: list[str]  # cleaned like the training text
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evaluation.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .keras file written by training")
+    parser.add_argument("--model", required=True, action="extend", nargs="+",
+                        help="a .keras file written by training; several (e.g. trained_models/*.keras) "
+                             "print each model's samples under a '== path' line")
     parser.add_argument("--prompt", action="append", default=None,
                         help="text to continue (repeatable); omit or '' for a new document")
     parser.add_argument("--tokenizer", help="tokenizer JSON (default: tokenizer_path in the manifest)")
@@ -100,30 +116,8 @@ def find_tokenizer(model_path: Path, manifest: dict[str, Any], override: str | N
     return tokenizer
 
 
-def load_trained_model(model_path: Path):
-    """keras.saving.load_model with safe_mode on; clear DataErrors instead of Keras tracebacks."""
-    import keras
-
-    from model_architectures.registry import register_model_classes
-
-    register_model_classes()
-    try:
-        return keras.saving.load_model(model_path)
-    except ValueError as error:
-        if "safe_mode" in str(error):
-            raise DataError(f"{str(model_path)!r} contains code (e.g. a Lambda layer) that Keras "
-                            "only loads with safe_mode=False, which runs arbitrary code from the "
-                            "file: this tool never does that; retrain with the project's model "
-                            "families, or load it yourself only if you trust its source") from None
-        raise DataError(f"{str(model_path)!r} cannot be loaded as a Keras model: {error}") from None
-    except TypeError as error:  # unknown registered class, e.g. from another project
-        raise DataError(f"{str(model_path)!r} uses a class this project does not define: "
-                        f"{error}") from None
-
-
-def run(args: argparse.Namespace) -> list[str]:
-    """The generated documents, in prompt order, `num_samples` per prompt."""
-    model_path = Path(args.model)
+def prepare(model_path: Path, args: argparse.Namespace) -> GenerationJob:
+    """Check one model's file, manifest and tokenizer (no TensorFlow yet) and settle its settings."""
     if not model_path.is_file():
         raise DataError(f"model file {str(model_path)!r} does not exist: train one first "
                         "(python -m training_assets.run) or check --model")
@@ -139,27 +133,46 @@ def run(args: argparse.Namespace) -> list[str]:
     if settings["num_samples"] < 1 or settings["max_new_tokens"] < 1:
         raise DataError("-n and --max-new-tokens must be >= 1")
     prompts = [clean_text(prompt, config.cleaning_steps) for prompt in (args.prompt or [""])]
+    return GenerationJob(model_path, tokenizer, config, settings, prompts)
+
+
+def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
+    """Per model, in --model order: its documents, in prompt order, `num_samples` per prompt.
+
+    Every model's files are checked before the first one is loaded.
+    """
+    jobs = [prepare(Path(path), args) for path in args.model]
 
     from evaluation.generation import document_start_id, generate
+    from model_architectures.saving import load_trained_model
 
-    model = load_trained_model(model_path)
-    return generate(model, tokenizer, [p for p in prompts for _ in range(settings["num_samples"])],
-                    max_new_tokens=settings["max_new_tokens"], sampler=settings["sampler"],
-                    temperature=settings["temperature"], top_k=settings["top_k"],
-                    top_p=settings["top_p"], beam_width=settings["beam_width"],
-                    seed=settings["seed"], start_id=document_start_id(config),
-                    jit_compile=args.jit_compile)
+    results = []
+    for job in jobs:
+        model = load_trained_model(job.model_path)  # without the optimizer: inference only
+        settings = job.settings
+        texts = generate(model, job.tokenizer,
+                         [p for p in job.prompts for _ in range(settings["num_samples"])],
+                         max_new_tokens=settings["max_new_tokens"], sampler=settings["sampler"],
+                         temperature=settings["temperature"], top_k=settings["top_k"],
+                         top_p=settings["top_p"], beam_width=settings["beam_width"],
+                         seed=settings["seed"], start_id=document_start_id(job.config),
+                         jit_compile=args.jit_compile)
+        results.append((job.model_path, texts))
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        texts = run(args)
+        results = run(args)
     except (DataError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    for text in texts:
-        print(text)
+    for model_path, texts in results:
+        if len(results) > 1:
+            print(f"== {model_path}")
+        for text in texts:
+            print(text)
     return 0
 
 

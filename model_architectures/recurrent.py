@@ -13,6 +13,7 @@ import keras_tuner as kt
 from keras import ops
 
 from model_architectures.recurrent_space import RECURRENT_SPACE
+from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
 
 RECURRENT_CELLS: dict[str, type[keras.layers.Layer]] = {
@@ -24,7 +25,7 @@ STATES_PER_LAYER = {"lstm": 2, "gru": 1, "simple_rnn": 1}  # LSTM carries (h, c)
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
-class RecurrentLanguageModel(keras.Model):
+class RecurrentLanguageModel(RestoresTrainingState, keras.Model):
     """Token ids (B, T) -> next-token logits (B, T, V) through stacked LSTM/GRU/SimpleRNN layers."""
 
     def __init__(self, vocab_size: int, max_len: int, cell: str = "lstm", embedding_dim: int = 128,

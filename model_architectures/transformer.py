@@ -15,6 +15,7 @@ import keras_hub
 import keras_tuner as kt
 from keras import ops
 
+from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
 from model_architectures.transformer_space import TRANSFORMER_SPACE
 
@@ -24,7 +25,7 @@ def _normal(stddev: float) -> keras.initializers.Initializer:
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
-class TransformerLanguageModel(keras.Model):
+class TransformerLanguageModel(RestoresTrainingState, keras.Model):
     """Token ids (B, T<=max_len) -> next-token logits (B, T, V), causal self-attention."""
 
     def __init__(self, vocab_size: int, max_len: int, embedding_dim: int = 128, num_layers: int = 2,

@@ -2,6 +2,7 @@
 
 import keras
 import pytest
+from training_factories import unigram_perplexity
 
 from data_pipeline.corpus import Corpus
 from data_pipeline.datasets import build_datasets
@@ -9,6 +10,7 @@ from data_pipeline.tokenizer import fit_or_load_tokenizer
 from evaluation.baselines import kneser_ney_report
 from evaluation.evaluate import evaluate_model
 from data_factories import documents, make_config
+from training_assets.experiment import evaluate_family
 
 
 @pytest.fixture(scope="module")
@@ -41,3 +43,15 @@ def test_evaluate_model_covers_every_test_token(datasets):
     assert result.characters == datasets.test.characters
     # an untrained model is close to uniform over the vocabulary
     assert result.perplexity == pytest.approx(datasets.vocab_size, rel=0.2)
+
+
+def test_the_experiment_evaluates_a_trained_checkpoint_on_every_test_token(trained_checkpoints):
+    """evaluate_family reads the checkpoint train_model wrote (as the generate CLI does)."""
+    trained = trained_checkpoints["gru_constant"]
+    run = evaluate_family(trained.training, trained.config, trained.data)
+    test = trained.data.datasets.test
+    assert run.report.evaluation.tokens == test.tokens
+    assert run.report.evaluation.characters == test.characters
+    assert run.report.evaluation.perplexity < 0.5 * unigram_perplexity(test.token_stream)  # it learnt
+    assert len(run.samples) == trained.config.num_samples * len(trained.config.prompts)
+    assert run.report.generation_ms_per_token > 0 and run.report.parameters == trained.training.parameters

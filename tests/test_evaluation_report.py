@@ -1,61 +1,50 @@
-"""Comparison table and figures: columns, order, files."""
+"""Comparison table and figures, from what the experiment produces: reports of trained models and
+the n-gram baseline (training_assets.experiment), training results of the real trainer."""
 
+import dataclasses
 import math
 
 import pandas as pd
 import pytest
 
-from evaluation.evaluate import EvaluationResult
 from evaluation.plots import family_colour, plot_all
 from evaluation.report import COLUMNS, ModelReport, comparison_table, save_table
 from model_architectures import family_names
-from training_assets.trainer import TrainingResult
+from training_assets.experiment import FamilyRun, baseline_report, evaluate_family
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def evaluation(nll: float, tokens: int = 100, characters: int = 400) -> EvaluationResult:
-    return EvaluationResult.from_totals(nll, tokens, correct=tokens // 3, characters=characters)
+@pytest.fixture(scope="module")
+def runs(trained_checkpoints) -> list[FamilyRun]:
+    """Two families' checkpoints, evaluated as the experiment evaluates them."""
+    return [evaluate_family(trained.training, trained.config, trained.data)
+            for trained in (trained_checkpoints["lstm"], trained_checkpoints["transformer"])]
 
 
-def model_report(name: str, nll: float, seconds: float) -> ModelReport:
-    return ModelReport(model=name, evaluation=evaluation(nll), parameters=12_345,
-                       train_seconds=seconds, train_tokens_per_second=1000 / seconds,
-                       generation_ms_per_token=1.5, distinct_1=0.4, distinct_2=0.7,
-                       memorised_share=0.0)
+@pytest.fixture(scope="module")
+def reports(runs, trained_checkpoints) -> list[ModelReport]:
+    lstm = trained_checkpoints["lstm"]
+    return [run.report for run in runs] + [baseline_report(lstm.config, lstm.data)]
 
 
-def training(family: str, epochs: int, start: float) -> TrainingResult:
-    decay = [start * 0.8 ** e for e in range(epochs)]
-    history = {"loss": [math.log(p) for p in decay], "val_loss": [math.log(p * 1.1) for p in decay],
-               "perplexity": decay, "val_perplexity": [p * 1.1 for p in decay],
-               "accuracy": [0.1 + 0.05 * e for e in range(epochs)],
-               "val_accuracy": [0.1 + 0.04 * e for e in range(epochs)]}
-    return TrainingResult(family=family, hyperparameters={"units": 16}, history=history,
-                          epoch_seconds=[2.0 + e for e in range(epochs)],
-                          train_seconds=sum(2.0 + e for e in range(epochs)),
-                          train_tokens_per_second=500.0, parameters=12_345,
-                          checkpoint_path=f"{family}.keras", diverged=False,
-                          stopped_reason="completed")
-
-
-@pytest.fixture
-def reports() -> list[ModelReport]:
-    baseline = ModelReport(model="kn_3gram", evaluation=evaluation(250.0), parameters=900,
-                           train_seconds=0.05, train_tokens_per_second=2e6, baseline=True)
-    return [model_report("lstm", 300.0, 20.0), model_report("transformer", 200.0, 40.0), baseline]
+def by_bits_per_char(reports: list[ModelReport]) -> list[ModelReport]:
+    return sorted(reports, key=lambda report: report.evaluation.bits_per_char)
 
 
 def test_table_columns_and_order(reports):
     table = comparison_table(reports)
+    ranked = by_bits_per_char(reports)
     assert tuple(table.columns) == COLUMNS
-    assert table["model"].tolist() == ["transformer", "kn_3gram", "lstm"]  # by bits/char
+    assert table["model"].tolist() == [report.model for report in ranked]
+    assert sorted(table["model"]) == ["kn_3gram", "lstm", "transformer"]
     assert table["test_bits_per_char"].is_monotonic_increasing
-    assert table["test_perplexity"].iloc[0] == pytest.approx(math.exp(2.0))
+    best = ranked[0].evaluation
+    assert table["test_perplexity"].iloc[0] == pytest.approx(math.exp(best.nll_nats / best.tokens))
     baseline = table.set_index("model").loc["kn_3gram"]
     assert pd.isna(baseline["generation_ms_per_token"]) and pd.isna(baseline["distinct_1"])
     assert table.dtypes["generation_ms_per_token"] == float and table.dtypes["parameters"] == "Int64"
-    assert table["parameters"].tolist() == [12_345, 900, 12_345]
+    assert table["parameters"].tolist() == [report.parameters for report in ranked]
 
 
 def test_table_refuses_empty_and_duplicate_rows(reports):
@@ -75,23 +64,26 @@ def test_save_table_writes_csv_and_markdown(reports, tmp_path):
     markdown = markdown_path.read_text().splitlines()
     assert markdown[0].startswith("| model") and "test_bits_per_char" in markdown[0]
     assert len(markdown) == 2 + len(reports)
-    assert "12,345" in markdown[2] and "nan" not in "".join(markdown)
+    lstm = next(report for report in reports if report.model == "lstm")
+    assert lstm.parameters >= 1000  # so the next line checks the thousands separator
+    assert any(line.startswith("| lstm") and f"{lstm.parameters:,}" in line for line in markdown)
+    assert "nan" not in "".join(markdown)
 
 
-def test_plots_are_written_as_png(reports, tmp_path):
-    results = [training("lstm", 3, 80.0), training("transformer", 4, 60.0)]
-    paths = plot_all(results, reports, tmp_path / "plots")
+def test_plots_are_written_as_png(runs, reports, tmp_path):
+    paths = plot_all([run.training for run in runs], reports, tmp_path / "plots")
     assert [p.name for p in paths] == ["training_history.png", "training_time.png",
                                       "validation_perplexity_vs_time.png", "test_metrics.png"]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
 
 
-def test_plots_survive_missing_history_and_no_baseline(tmp_path):
-    result = training("gru", 2, 50.0)
-    result.history.pop("val_accuracy")
-    result.epoch_seconds.pop()  # a resumed run with one unknown duration
-    paths = plot_all([result], [model_report("gru", 250.0, 5.0)], tmp_path)
+def test_plots_survive_missing_history_and_no_baseline(runs, tmp_path):
+    trained = runs[0].training
+    history = {key: values for key, values in trained.history.items() if key != "val_accuracy"}
+    result = dataclasses.replace(trained, history=history,
+                                 epoch_seconds=trained.epoch_seconds[:-1])  # a resumed run, one duration unknown
+    paths = plot_all([result], [runs[0].report], tmp_path)
     assert all(path.exists() for path in paths)
 
 

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import string
 import warnings
 
 import keras
 import numpy as np
 import pytest
+from trained_checkpoints import SAVING_CASES
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import CharTokenizer
 from evaluation.generation import (document_start_id, encode_prompts, generate, generate_timed,
                                    generation_ms_per_token, sample_ids)
-from evaluation.metrics import masked_loss
 from model_architectures import FAMILIES, build_model, family_names
+from model_architectures.saving import load_trained_model
 
 VOCAB, MAX_LEN, EOS = 30, 16, 3
 # Every registered family at its tiny size; some also take the two-layer and untied paths (the
@@ -45,10 +45,18 @@ def tiny(family: str, seed: int = 1):
     return build_model(family, None, VOCAB, MAX_LEN, TINY[family])
 
 
+def trained_model(trained_checkpoints, family: str) -> keras.Model:
+    """The trainer's checkpoint of `family` (same vocabulary and length as above), loaded as the CLI does."""
+    name = next(name for name, case in SAVING_CASES.items() if case.family == family)
+    model = load_trained_model(trained_checkpoints[name].training.checkpoint_path)
+    assert (model.vocab_size, model.max_len) == (VOCAB, MAX_LEN)
+    return model
+
+
 @pytest.mark.parametrize("family", family_names())
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis")  # Keras, 1-token recompute
-def test_cached_greedy_equals_recomputing_the_full_sequence(family):
-    model = tiny(family)
+def test_cached_greedy_equals_recomputing_the_full_sequence(trained_checkpoints, family):
+    model = trained_model(trained_checkpoints, family)
     result = sample_ids(model, PROMPTS, 10, "greedy")  # batched, right-padded prompts
     assert result.token_ids == [recomputed_greedy(model, p, 10) for p in PROMPTS]
     assert all(len(ids) <= 10 for ids in result.token_ids)
@@ -132,20 +140,9 @@ def test_text_prompts_start_a_document_and_tokenizer_must_match():
         generate(model, other, ["a"], 4)
 
 
-def test_a_trained_model_continues_what_it_learned():
-    """Tiny GRU on runs of the alphabet: from "[EOS]cde" greedy decoding writes "fghij..."."""
-    letters = string.ascii_lowercase
-    tokenizer = CharTokenizer.fit([letters], 64)
-    rng = np.random.default_rng(0)
-    documents = ["".join(letters[(s + i) % 26] for i in range(12)) for s in rng.integers(0, 26, 300)]
-    stream = [EOS]
-    for ids in tokenizer.encode_batch(documents):
-        stream += ids + [EOS]
-    rows = np.array(stream[: len(stream) // 17 * 17], dtype="int32").reshape(-1, 17)  # (R, T+1)
-    keras.utils.set_random_seed(0)
-    model = build_model("gru", None, tokenizer.vocab_size, 16,
-                        {"embedding_dim": 16, "units": 48, "dropout": 0.0})
-    model.compile(keras.optimizers.Adam(1e-2), masked_loss())
-    model.fit(rows[:, :-1], rows[:, 1:], batch_size=16, epochs=12, verbose=0)
-    text = generate(model, tokenizer, ["cde"], 6, sampler="greedy")[0]
+def test_a_trained_model_continues_what_it_learned(trained_checkpoints):
+    """A GRU the trainer taught runs of the alphabet: from "[EOS]cde" greedy decoding writes "fghij..."."""
+    trained = trained_checkpoints["gru_constant"]
+    model = load_trained_model(trained.training.checkpoint_path)
+    text = generate(model, trained.data.tokenizer, ["cde"], 6, sampler="greedy")[0]
     assert text == "cdefghijk"

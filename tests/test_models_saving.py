@@ -1,4 +1,5 @@
-"""Saved models reload in a fresh process with safe_mode on and no custom_objects, same logits."""
+"""Checkpoints the trainer writes reload in a fresh process with `register_model_classes()` alone:
+without the optimizer (inference: same logits) and with it (same step and learning-rate schedule)."""
 
 from __future__ import annotations
 
@@ -7,20 +8,18 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import keras
 import numpy as np
+import pytest
+from trained_checkpoints import SAVING_CASES
 
-from model_architectures import FAMILIES, build_model, family_names
+from evaluation.evaluate import evaluate_model
+from model_architectures import build_model
+from model_architectures.saving import load_trained_model
 
 VOCAB, MAX_LEN = 40, 10
-VARIANTS = {  # every registered family at its tiny size, plus the untied / two-layer paths
-    **{family: (family, FAMILIES[family].tiny) for family in family_names()},
-    "lstm_two_layers_untied": ("lstm", {**FAMILIES["lstm"].tiny, "num_layers": 2,
-                                        "tie_embeddings": False}),
-    "transformer_two_layers_untied": ("transformer", {**FAMILIES["transformer"].tiny, "num_layers": 2,
-                                                      "tie_embeddings": False}),
-}
 
 RELOAD = textwrap.dedent("""
     import json, sys
@@ -28,39 +27,72 @@ RELOAD = textwrap.dedent("""
     import keras
     from model_architectures import register_model_classes
     register_model_classes()  # nothing else is needed to load
-    folder, names = sys.argv[1], json.loads(sys.argv[2])
+    folder, paths = sys.argv[1], json.loads(sys.argv[2])
     tokens = np.load(f"{folder}/tokens.npy")
-    for name in names:
-        model = keras.saving.load_model(f"{folder}/{name}.keras")  # safe_mode on by default
+    found = {}
+    for name, path in paths.items():
+        model = keras.saving.load_model(path, compile=False)  # safe_mode on by default
         np.save(f"{folder}/{name}.after.npy", np.asarray(model(tokens)))
         logits, _ = model.call_with_cache(tokens[:, :3], model.build_cache(len(tokens), 10), 0)
         np.save(f"{folder}/{name}.cached.npy", np.asarray(logits))
-        print(name, type(model).__name__)
+        compiled = keras.saving.load_model(path)  # with the optimizer, its schedule and metrics
+        optimizer = compiled.optimizer.get_config()
+        found[name] = {"class": type(model).__name__, "learning_rate": optimizer["learning_rate"],
+                       "use_ema": optimizer["use_ema"],
+                       "iterations": int(keras.ops.convert_to_numpy(compiled.optimizer.iterations))}
+    print(json.dumps(found))
 """)
 
 
-def test_every_family_reloads_in_a_fresh_process(tmp_path):
-    tokens = np.random.default_rng(0).integers(0, VOCAB, size=(2, MAX_LEN)).astype("int32")
-    np.save(tmp_path / "tokens.npy", tokens)
-    before, classes = {}, {}
-    for name, (family, overrides) in VARIANTS.items():
-        model = build_model(family, None, VOCAB, MAX_LEN, overrides)
-        before[name], classes[name] = np.asarray(model(tokens)), type(model).__name__
-        model.save(tmp_path / f"{name}.keras")
+@pytest.fixture(scope="module")
+def reloaded(trained_checkpoints, tmp_path_factory) -> tuple[dict, np.ndarray, Path]:
+    """One fresh process loads every trained checkpoint, both ways."""
+    folder = tmp_path_factory.mktemp("reloaded")
+    vocab = next(iter(trained_checkpoints.values())).data.datasets.vocab_size
+    tokens = np.random.default_rng(0).integers(1, vocab, size=(2, MAX_LEN)).astype("int32")
+    np.save(folder / "tokens.npy", tokens)
+    paths = {name: trained.training.checkpoint_path for name, trained in trained_checkpoints.items()}
     environment = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "KERAS_BACKEND": "tensorflow"}
-    done = subprocess.run([sys.executable, "-c", RELOAD, str(tmp_path), json.dumps(list(VARIANTS))],
-                          capture_output=True, text=True, env=environment, timeout=240)
+    done = subprocess.run([sys.executable, "-c", RELOAD, str(folder), json.dumps(paths)],
+                          capture_output=True, text=True, env=environment, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
-    for name in VARIANTS:
-        assert f"{name} {classes[name]}" in done.stdout
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}.after.npy"), before[name], atol=1e-5)
-        np.testing.assert_allclose(np.load(tmp_path / f"{name}.cached.npy"), before[name][:, :3],
-                                   atol=1e-5)
+    return json.loads(done.stdout.strip().splitlines()[-1]), tokens, folder
+
+
+@pytest.mark.parametrize("name", SAVING_CASES)
+def test_every_trained_checkpoint_reloads_in_a_fresh_process(trained_checkpoints, reloaded, name):
+    found, tokens, folder = reloaded
+    trained, state = trained_checkpoints[name], found[name]
+    family = trained.case.family
+    assert state["class"] == ("TransformerLanguageModel" if family == "transformer" else "RecurrentLanguageModel")
+
+    # Without the optimizer: the weights training validated (averaged ones with ema_momentum) ...
+    model = load_trained_model(trained.training.checkpoint_path)
+    best = min(trained.training.history["val_perplexity"])
+    assert evaluate_model(model, trained.data.datasets.validation).perplexity == pytest.approx(best, rel=1e-4)
+    # ... give the same logits in the fresh process, and its cached decoding agrees with them.
+    after = np.load(folder / f"{name}.after.npy")
+    np.testing.assert_allclose(after, np.asarray(model(tokens)), atol=1e-5)
+    np.testing.assert_allclose(np.load(folder / f"{name}.cached.npy"), after[:, :3], atol=1e-5)
+
+    # With the optimizer: the step and the schedule (as the budget left it) of the best epoch.
+    manifest = json.loads(Path(trained.training.checkpoint_path).with_suffix(".manifest.json").read_text())
+    saved = trained.optimizer_states[manifest["training"]["best_epoch"] - 1]
+    assert state["iterations"] == saved["iterations"] > 0
+    assert state["learning_rate"] == saved["learning_rate"]
+    assert state["use_ema"] == (trained.case.ema_momentum is not None)
+
+
+@pytest.mark.parametrize("name", [name for name, case in SAVING_CASES.items() if case.schedule == "budget"])
+def test_the_time_budget_resized_the_saved_schedule(trained_checkpoints, name):
+    trained = trained_checkpoints[name]
+    decay_lengths = [state["learning_rate"]["config"]["decay_steps"] for state in trained.optimizer_states]
+    assert min(decay_lengths) < trained.planned_steps, decay_lengths  # checkpoints after the first resize
 
 
 def test_config_round_trip_rebuilds_the_same_architecture():
-    for family, overrides in VARIANTS.values():
-        model = build_model(family, None, VOCAB, MAX_LEN, overrides)
+    for case in SAVING_CASES.values():
+        model = build_model(case.family, None, VOCAB, MAX_LEN, case.hyperparameters)
         clone = type(model).from_config(model.get_config())
         clone.build((None, MAX_LEN))
         assert clone.get_config() == model.get_config()

@@ -34,11 +34,13 @@ def test_missing_config_file_is_named(tmp_path, capsys):
 
 def test_missing_data_file_fails_before_training(tmp_path, capsys):
     path = tmp_path / "experiment.json"
+    outputs = {"plots_dir": "plots", "models_dir": "models", "tuning_dir": "tuning"}
     path.write_text(json.dumps({"data_file": str(tmp_path / "absent.csv"),
-                                "plots_dir": str(tmp_path / "plots")}))
+                                "tokenizer_path": str(tmp_path / "tokenizer" / "tokenizer.json"),
+                                **{key: str(tmp_path / name) for key, name in outputs.items()}}))
     assert main(["--config", str(path)]) == 2
     assert "absent.csv" in capsys.readouterr().err
-    assert not (tmp_path / "plots").exists()
+    assert not any((tmp_path / name).exists() for name in [*outputs.values(), "tokenizer"])
 
 
 def test_set_overrides_parse_json_or_plain_strings():

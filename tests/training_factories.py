@@ -58,13 +58,18 @@ def make_config(tmp_path: Path, **overrides: Any) -> ExperimentConfig:
     return ExperimentConfig.from_dict(settings)
 
 
+def make_corpus(documents: int = 240, seed: int = 0) -> Corpus:
+    """Generated alphabet runs, split 80/10/10 by document."""
+    texts = alphabet_documents(documents, seed=seed)
+    cut_train, cut_validation = int(0.8 * documents), int(0.9 * documents)
+    return Corpus(train=texts[:cut_train], validation=texts[cut_train:cut_validation],
+                  test=texts[cut_validation:], source="generated", report={})
+
+
 def make_data(config: ExperimentConfig, documents: int = 240, num_replicas: int = 1,
               seed: int = 0) -> tuple[TextTokenizer, Datasets]:
     """Tokenizer and Datasets from generated alphabet runs, split 80/10/10 by document."""
-    texts = alphabet_documents(documents, seed=seed)
-    cut_train, cut_validation = int(0.8 * documents), int(0.9 * documents)
-    corpus = Corpus(train=texts[:cut_train], validation=texts[cut_train:cut_validation],
-                    test=texts[cut_validation:], source="generated", report={})
+    corpus = make_corpus(documents, seed)
     tokenizer = fit_or_load_tokenizer(corpus.train, config)
     return tokenizer, build_datasets(corpus, tokenizer, config, num_replicas=num_replicas)
 

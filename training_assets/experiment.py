@@ -27,9 +27,10 @@ from evaluation.generation import document_start_id, generate_timed
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
-from model_architectures.registry import register_model_classes
+from model_architectures.saving import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
+from training_assets.run_lock import RunLock, lock_output_folders
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
 from training_assets.tuner import tune_model
@@ -79,6 +80,14 @@ class FamilyRun:
     samples: list[str] = field(default_factory=list)
 
 
+def claim_output_folders(config: ExperimentConfig) -> RunLock:
+    """Lock this run's output folders until the process exits: a second run on them stops here.
+
+    A cluster worker locks its own scratch folders (config_for_this_process), never the chief's.
+    """
+    return lock_output_folders(config_for_this_process(config))
+
+
 def setup_environment(config: ExperimentConfig) -> Environment:
     """Pick the strategy first: precision and every model depend on it."""
     strategy = select_strategy(config.strategy, tpu_address=config.tpu_address)
@@ -116,8 +125,7 @@ def tune_and_train(family: str, config: ExperimentConfig, environment: Environme
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                     data: PreparedData) -> FamilyRun:
     """Test-split metrics of the best checkpoint, generation speed and sample quality."""
-    register_model_classes()
-    model = keras.saving.load_model(training.checkpoint_path)
+    model = load_trained_model(training.checkpoint_path)  # as the generate CLI does: no optimizer
     evaluation = evaluate_model(model, data.datasets.test)
     generated = generate_timed(
         model, data.tokenizer, list(config.prompts) * config.num_samples,
@@ -175,8 +183,16 @@ def run_experiment(config: ExperimentConfig | Mapping[str, Any],
     """
     if not isinstance(config, ExperimentConfig):
         config = ExperimentConfig.from_dict(config)
-    # A cluster worker writes to its own scratch space; a config moved already stays as it is.
-    config = config_for_this_process(config)
+    config = config_for_this_process(config)  # a cluster worker writes to its own scratch space
+    lock = claim_output_folders(config)
+    try:
+        return _run_stages(config, corpus)
+    finally:
+        lock.release()  # what this call locked; folders a notebook claimed earlier stay locked
+
+
+def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentResult:
+    """run_experiment's stages, with the output folders locked."""
     started = time.perf_counter()
     environment = setup_environment(config)
     log.info("environment: %s", environment.describe())

@@ -17,6 +17,7 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import load_corpus
 from data_pipeline.errors import ConfigError, DataError
 from training_assets.cluster import config_for_this_process
+from training_assets.run_lock import FolderInUseError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         from training_assets.experiment import run_experiment  # TensorFlow loads only now
 
         result = run_experiment(config, corpus)
-    except (ConfigError, DataError) as error:
+    except (ConfigError, DataError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.table.to_string())
