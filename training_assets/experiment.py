@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 import keras
+import keras_tuner as kt
 import pandas as pd
 import tensorflow as tf
 
@@ -32,7 +33,7 @@ from training_assets.cluster import config_for_this_process, is_chief, tuning_ro
 from training_assets.compile import configure_precision
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
-from training_assets.tuner import tune_model
+from training_assets.tuner import TuningOutcome, tune_model
 
 log = logging.getLogger("training_assets")
 
@@ -104,11 +105,16 @@ def split_summary(data: PreparedData) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("split")
 
 
-def tune_and_train(family: str, config: ExperimentConfig, environment: Environment,
-                   data: PreparedData) -> TrainingResult:
-    """Search the family's space (or take its defaults), then train it with the best values."""
-    best = tune_model(family, data.datasets, config, environment.strategy)
-    return train_model(family, best, data.datasets, config, environment.strategy, data.tokenizer)
+def tune_family(family: str, config: ExperimentConfig, environment: Environment,
+                data: PreparedData) -> TuningOutcome:
+    """Search the family's space; its result replaces the defaults only if it clearly beats them."""
+    return tune_model(family, data.datasets, config, environment.strategy)
+
+
+def train_family(family: str, hyperparameters: kt.HyperParameters, config: ExperimentConfig,
+                 environment: Environment, data: PreparedData) -> TrainingResult:
+    """Train the family with the values tuning kept (its best checkpoint is the result)."""
+    return train_model(family, hyperparameters, data.datasets, config, environment.strategy, data.tokenizer)
 
 
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
@@ -181,7 +187,8 @@ def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentRe
     runs = []
     for family in config.models_to_run:
         log.info("== %s: tuning and training", family)
-        training = tune_and_train(family, config, environment, data)
+        tuning = tune_family(family, config, environment, data)
+        training = train_family(family, tuning.hyperparameters, config, environment, data)
         run = evaluate_family(training, config, data)
         log.info("== %s: test perplexity %.2f, %.3f bits/char, %s", family,
                  run.report.evaluation.perplexity, run.report.evaluation.bits_per_char,
