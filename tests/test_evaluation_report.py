@@ -21,7 +21,7 @@ def model_report(name: str, nll: float, seconds: float) -> ModelReport:
     return ModelReport(model=name, evaluation=evaluation(nll), parameters=12_345,
                        train_seconds=seconds, train_tokens_per_second=1000 / seconds,
                        generation_ms_per_token=1.5, distinct_1=0.4, distinct_2=0.7,
-                       memorised_share=0.0)
+                       known_word_share=0.95, memorised_share=0.0)
 
 
 def training(family: str, epochs: int, start: float) -> TrainingResult:
@@ -53,6 +53,7 @@ def test_table_columns_and_order(reports):
     assert table["test_perplexity"].iloc[0] == pytest.approx(math.exp(2.0))
     baseline = table.set_index("model").loc["kn_3gram"]
     assert pd.isna(baseline["generation_ms_per_token"]) and pd.isna(baseline["distinct_1"])
+    assert pd.isna(baseline["known_word_share"]) and table["known_word_share"].iloc[0] == 0.95
     assert table.dtypes["generation_ms_per_token"] == float and table.dtypes["parameters"] == "Int64"
     assert table["parameters"].tolist() == [12_345, 900, 12_345]
 
@@ -74,7 +75,7 @@ def test_save_table_writes_csv_and_markdown(reports, tmp_path):
     markdown = markdown_path.read_text().splitlines()
     assert markdown[0].startswith("| model") and "test_bits_per_char" in markdown[0]
     assert len(markdown) == 2 + len(reports)
-    assert "12,345" in markdown[2] and "nan" not in "".join(markdown)
+    assert "12,345" in markdown[2] and "0.950" in markdown[2] and "nan" not in "".join(markdown)
 
 
 def test_plots_are_written_as_png(reports, tmp_path):

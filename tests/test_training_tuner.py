@@ -11,7 +11,7 @@ from training_factories import TINY_HYPERPARAMETERS, make_config, make_data
 
 from model_architectures.registry import hyperparameters_for
 from training_assets.strategy import select_strategy
-from training_assets.tuner import MIN_RANKING_STEPS, tune_model
+from training_assets.tuner import MIN_RANKING_STEPS, RANKING_MARGIN, tune_model
 
 
 def search_config(tmp_path, **overrides):
@@ -95,8 +95,8 @@ def test_diverging_trials_fail_and_a_search_without_results_says_why(tmp_path):
 def lr_search(tmp_path, learning_rates, **overrides):
     """A search over the learning rate only: the first value listed is the defaults' unless it lists 1e-2."""
     space = {**TINY_HYPERPARAMETERS["gru"], "tie_embeddings": True, "learning_rate": learning_rates}
-    settings = dict(tuner="random", tuning_trials=len(learning_rates), tuning_epochs=5,
-                    hyperparameters={"gru": space})  # 5 epochs of the whole split: 110 steps per trial
+    settings = dict(tuner="random", tuning_trials=len(learning_rates), tuning_epochs=14,
+                    hyperparameters={"gru": space})  # 14 epochs of the whole split: 308 steps per trial
     config = make_config(tmp_path, **{**settings, **overrides})
     _, datasets = make_data(config)
     return tune_model("gru", datasets, config, select_strategy("default")), config
@@ -122,6 +122,14 @@ def test_a_clearly_better_trial_replaces_the_defaults(tmp_path):
     assert outcome.best_score < 0.5 * outcome.defaults_score and outcome.best_steps >= MIN_RANKING_STEPS
     assert outcome.hyperparameters.get("learning_rate") == 3e-2
     assert "-> keeping best (learning_rate 0.03)" in outcome.summary()
+
+
+def test_a_trial_within_the_noise_margin_does_not_replace_the_defaults(tmp_path):
+    # 1.05e-2 learns the alphabet as well as the default 1e-2: any gap between them is noise.
+    outcome, _ = lr_search(tmp_path, [1e-2, 1.05e-2])
+    assert abs(outcome.best_score / outcome.defaults_score - 1) < RANKING_MARGIN
+    assert outcome.kept == "defaults" and outcome.hyperparameters.get("learning_rate") == 1e-2
+    assert outcome.reason == "the defaults scored best" or outcome.reason.startswith("the best trial is only")
 
 
 def test_a_search_too_short_to_rank_keeps_the_defaults_and_says_so(tmp_path):

@@ -8,6 +8,7 @@ calls them in the same order for `python -m training_assets.run`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,11 +24,12 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import Datasets, build_datasets
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
-from evaluation.baselines import kneser_ney_report
+from evaluation.baselines import fit_kneser_ney, kneser_ney_report
 from evaluation.evaluate import evaluate_model
 from evaluation.generation import document_start_id, generate_timed
+from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.plots import plot_all
-from evaluation.quality import distinct_n, memorisation_rate
+from evaluation.quality import distinct_n, known_word_share, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
@@ -136,6 +138,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         generation_ms_per_token=generated.ms_per_token,
         distinct_1=distinct_n(generated.texts, 1),
         distinct_2=distinct_n(generated.texts, 2),
+        known_word_share=known_word_share(generated.texts, data.corpus.train),
         memorised_share=memorisation_rate(generated.texts, data.corpus.train),
     )
     return FamilyRun(family=training.family, training=training, report=report,
@@ -147,10 +150,39 @@ def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport
     return kneser_ney_report(data.datasets, order=config.kn_order)
 
 
-def write_results(runs: list[FamilyRun], baseline: ModelReport | None,
-                  config: ExperimentConfig) -> tuple[pd.DataFrame, list[Path]]:
+def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
+                     data: PreparedData) -> Interpolation | None:
+    """The neural model with the best validation perplexity, mixed per token with the n-gram model.
+
+    Chosen on validation (all families share the tokenizer, so validation perplexity ranks them
+    as validation bits/char would); the test split only scores the mixture. None, logged, when
+    config.kn_interpolation is off or the split layout cannot pair the two models' tokens.
+    """
+    if not config.kn_interpolation or not runs:
+        return None
+    problem = pairing_problem(config)
+    if problem:
+        log.info("no n-gram interpolation row: %s", problem)
+        return None
+    best = min(runs, key=lambda run: _best_validation_perplexity(run.training))
+    model = keras.saving.load_model(best.training.checkpoint_path)
+    mixture = interpolate(best.family, model, best.report.parameters or 0,
+                          fit_kneser_ney(data.datasets, config.kn_order),
+                          data.datasets.validation, data.datasets.test)
+    log.info("interpolation %s", mixture.summary())
+    return mixture
+
+
+def _best_validation_perplexity(training: TrainingResult) -> float:
+    finite = [value for value in training.history.get("val_perplexity", []) if math.isfinite(value)]
+    return min(finite, default=math.inf)
+
+
+def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: ExperimentConfig,
+                  interpolation: Interpolation | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """The comparison table and the plots; only the chief writes, so workers never clash."""
-    reports = [run.report for run in runs] + ([baseline] if baseline else [])
+    reports = ([run.report for run in runs] + ([baseline] if baseline else [])
+               + ([interpolation.report()] if interpolation else []))
     table = comparison_table(reports)
     if not is_chief():
         return table, []
@@ -167,6 +199,7 @@ class ExperimentResult:
     baseline: ModelReport | None
     table: pd.DataFrame
     artifacts: list[Path]
+    interpolation: Interpolation | None = None
 
 
 def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentResult:
@@ -195,11 +228,12 @@ def run_experiment(config: ExperimentConfig | Mapping[str, Any]) -> ExperimentRe
                  training.stopped_reason)
         runs.append(run)
     baseline = baseline_report(config, data)
-    table, artifacts = write_results(runs, baseline, config)
+    interpolation = interpolate_best(runs, config, data)
+    table, artifacts = write_results(runs, baseline, config, interpolation)
     log.info("comparison:\n%s", table.to_string())
     log.info("done in %.0f s; wrote %s", time.perf_counter() - started,
              ", ".join(str(p) for p in artifacts))
-    return ExperimentResult(environment, data, runs, baseline, table, artifacts)
+    return ExperimentResult(environment, data, runs, baseline, table, artifacts, interpolation)
 
 
 def conclusions(runs: list[FamilyRun], baseline: ModelReport | None) -> str:
