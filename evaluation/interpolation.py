@@ -66,8 +66,9 @@ def fit_mixture_weight(neural_log_probs: np.ndarray, kn_log_probs: np.ndarray) -
     log_ratio = np.clip(neural - kn, -700.0, 700.0)  # (N,) ln(a_i / b_i)
     ratio_minus_one = np.expm1(log_ratio)  # (N,) a/b - 1
 
-    def slope(weight: float) -> float:  # L'(lam) / 1 = sum (a/b - 1) / (1 + lam (a/b - 1))
-        return float(np.sum(ratio_minus_one / (1.0 + weight * ratio_minus_one)))
+    def slope(weight: float) -> float:  # L'(lam) = sum (a/b - 1) / (1 + lam (a/b - 1))
+        with np.errstate(divide="ignore", over="ignore"):  # a ~ 0 at lam = 1: -inf, the right sign
+            return float(np.sum(ratio_minus_one / (1.0 + weight * ratio_minus_one)))
 
     if slope(0.0) <= 0:
         return 0.0

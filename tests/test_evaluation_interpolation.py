@@ -80,6 +80,15 @@ def test_the_weight_goes_to_the_much_better_part(trained):
     assert fit_mixture_weight(trained_scores, trained_scores) in (0.0, 1.0)  # equal parts: any lam; an end
 
 
+def test_the_fitted_weight_is_the_maximum_of_the_log_likelihood_over_a_fine_grid():
+    rng = np.random.default_rng(0)
+    neural, kn = np.log(rng.uniform(1e-3, 1, (2, 5000)))
+    neural[:5] = -800.0  # a few targets the neural part gives ~0: no overflow, no NaN
+    grid = np.linspace(0, 1, 2001)
+    likelihood = [mixture_log_probs(weight, neural, kn).sum() for weight in grid]
+    assert fit_mixture_weight(neural, kn) == pytest.approx(grid[int(np.argmax(likelihood))], abs=1e-3)
+
+
 def test_unpaired_layouts_are_named_and_refused(trained, tmp_path):
     model, tokenizer, datasets, config = trained
     assert pairing_problem(config) is None

@@ -120,7 +120,7 @@ class FamilyHyperModel(kt.HyperModel):
         history = model.fit(*args, callbacks=[*callbacks, counter, *budget], **kwargs).history
         scores = np.nan_to_num(np.asarray(history[OBJECTIVE.name], float), nan=np.inf)
         best_epoch = int(np.argmin(scores))
-        return {**{name: values[best_epoch] for name, values in history.items()}, "trial_steps": counter.steps}
+        return {**{name: values[best_epoch] for name, values in history.items()}, "trial_steps": float(counter.steps)}
 
 
 def tuning_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
