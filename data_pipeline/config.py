@@ -65,6 +65,8 @@ class ExperimentConfig(BaseModel):
     tuning_trials: int = Field(default=2, ge=1)
     tuning_epochs: int = Field(default=1, ge=1)
     tuning_steps_per_epoch: int | None = Field(default=None, ge=1)
+    # seconds of training per trial (the same for every trial; the cosine decay ends with it); None: steps only
+    tuning_time_budget_seconds: float | None = Field(default=None, gt=0)
 
     # --- final training ----------------------------------------------------------------------
     final_training_epochs: int = Field(default=3, ge=1)
@@ -91,6 +93,8 @@ class ExperimentConfig(BaseModel):
 
     # --- evaluation and generation ---------------------------------------------------------
     kn_order: int = Field(default=3, ge=1, le=10)
+    # a row for the best neural model (by validation) mixed per token with the n-gram model
+    kn_interpolation: bool = True
     sampler: Literal["greedy", "random", "top_k", "top_p", "beam"] = "top_p"
     temperature: float = Field(default=0.8, gt=0)
     top_k: int = Field(default=40, ge=1)

@@ -284,12 +284,16 @@ class KneserNeyLM:
         return probabilities
 
 
+def fit_kneser_ney(datasets: "Datasets", order: int = 3) -> KneserNeyLM:
+    """The n-gram model of the training split's token stream, over the tokenizer's vocabulary."""
+    return KneserNeyLM(order, vocab_size=datasets.vocab_size).fit(datasets.train.token_stream)
+
+
 def kneser_ney_report(datasets: "Datasets", order: int = 3) -> "ModelReport":
     """Fit on the train token stream, evaluate on the test stream: the table's baseline row."""
     from evaluation.report import ModelReport  # report imports evaluate only; no cycle
 
-    language_model = KneserNeyLM(order, vocab_size=datasets.vocab_size)
-    language_model.fit(datasets.train.token_stream)
+    language_model = fit_kneser_ney(datasets, order)
     evaluation = language_model.evaluate(datasets.test.token_stream, datasets.test.characters)
     if evaluation.tokens != datasets.test.tokens:
         logger.warning("the %d-gram baseline predicts %d test tokens but the neural models' test "

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING
 
+import numpy as np
 import tensorflow as tf
 
 from data_pipeline.errors import DataError
@@ -95,4 +96,30 @@ def evaluate_model(model: "keras.Model", split: "SplitData") -> EvaluationResult
                        "bits/char uses the counted tokens' NLL and the split's %d characters",
                        tokens, split.tokens, split.characters)
     return EvaluationResult.from_totals(nll_nats, tokens, correct, split.characters)
+
+
+def token_log_probs(model: "keras.Model", split: "SplitData") -> tuple[np.ndarray, np.ndarray]:
+    """ln p(target) of every predicted (non-[PAD]) target of one pass over `split.dataset`, and
+    the targets, in dataset order: row after row, position after position (float64 (N,), int (N,)).
+
+    For packed causal splits that order is the split's token stream after its first token, which
+    is what lets evaluation.interpolation pair these with an n-gram model's scores token by token.
+    """
+
+    @tf.function(reduce_retracing=True)
+    def step(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        targets = tf.cast(targets, tf.int32)  # (B, T)
+        logits = tf.cast(model(inputs, training=False), tf.float32)  # (B, T, V)
+        nll = tf.nn.sparse_softmax_cross_entropy_with_logits(labels=targets, logits=logits)  # (B, T)
+        mask = tf.not_equal(targets, PAD_ID)  # (B, T)
+        return -tf.boolean_mask(nll, mask), tf.boolean_mask(targets, mask)  # (n,), (n,) row-major
+
+    log_probs, targets = [], []
+    for inputs, batch_targets in split.dataset:
+        batch_log_probs, kept = step(inputs, batch_targets)
+        log_probs.append(batch_log_probs.numpy().astype(np.float64))
+        targets.append(kept.numpy())
+    if not log_probs:
+        return np.zeros(0, np.float64), np.zeros(0, np.int32)
+    return np.concatenate(log_probs), np.concatenate(targets)
 

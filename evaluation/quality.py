@@ -1,9 +1,10 @@
-"""Cheap checks of sampled text that perplexity cannot see: repetition and verbatim copying."""
+"""Cheap checks of sampled text that perplexity cannot see: repetition, made-up words, verbatim copying."""
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+import unicodedata
+from typing import Iterable, Iterator, Sequence
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -22,6 +23,27 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
         seen.update(grams)
         total += len(grams)
     return len(seen) / total if total else math.nan
+
+
+def known_word_share(generated: Sequence[str], training_documents: Iterable[str]) -> float:
+    """Share of the samples' words that occur in the training split: does the model write words?
+
+    Words are whitespace-separated, lowercased, with every punctuation character removed (the
+    same for training text); a word that was only punctuation is ignored. Samples pooled; NaN
+    when they hold no word. Subword models that glue pieces into non-words score low.
+    """
+    vocabulary = set(_normalised_words(training_documents))
+    words = list(_normalised_words(generated))
+    return sum(word in vocabulary for word in words) / len(words) if words else math.nan
+
+
+def _normalised_words(texts: Iterable[str]) -> Iterator[str]:
+    for text in texts:
+        for word in text.lower().split():
+            # Unicode category P*: ASCII and typographic punctuation alike ("don't", “quoted”)
+            word = "".join(char for char in word if not unicodedata.category(char).startswith("P"))
+            if word:
+                yield word
 
 
 def memorisation_rate(generated: Sequence[str], training_documents: Iterable[str]) -> float:

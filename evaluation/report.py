@@ -13,9 +13,9 @@ from evaluation.evaluate import EvaluationResult
 
 COLUMNS = ("model", "parameters", "test_perplexity", "test_bits_per_char", "test_accuracy",
            "train_seconds", "train_tokens_per_second", "generation_ms_per_token",
-           "distinct_1", "distinct_2", "memorised_share")
+           "distinct_1", "distinct_2", "known_word_share", "memorised_share")
 # Markdown number formats, one per column above (the CSV keeps full precision).
-_MARKDOWN_FORMATS = ("", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f")
+_MARKDOWN_FORMATS = ("", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f", ".3f")
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,8 @@ class ModelReport:
     """One row of the table: test evaluation, training cost and generation quality of a model.
 
     Fields a model does not have stay None (the n-gram baseline neither samples nor trains by
-    gradient descent; its `parameters` are its stored n-grams, `train_seconds` its fit time).
+    gradient descent; its `parameters` are its stored n-grams, `train_seconds` its fit time; an
+    interpolated row has no training, speed or samples of its own, and no accuracy).
     """
 
     model: str
@@ -34,6 +35,7 @@ class ModelReport:
     generation_ms_per_token: float | None = None
     distinct_1: float | None = None
     distinct_2: float | None = None
+    known_word_share: float | None = None  # share of sampled words found in the training split
     memorised_share: float | None = None
     baseline: bool = False  # drawn as a reference line, not a bar, in the plots
 
@@ -51,6 +53,7 @@ class ModelReport:
             "generation_ms_per_token": value(self.generation_ms_per_token),
             "distinct_1": value(self.distinct_1),
             "distinct_2": value(self.distinct_2),
+            "known_word_share": value(self.known_word_share),
             "memorised_share": value(self.memorised_share),
         }
 

@@ -88,9 +88,10 @@ def run_tune(config_path: str, result_path: str) -> None:
 
     config, strategy, _, datasets = prepare(config_path)
     family = config.models_to_run[0]
-    best = tune_model(family, datasets, config, strategy)
+    outcome = tune_model(family, datasets, config, strategy)
     project = Path(config.tuning_dir) / family
-    write(result_path, {"role": tuning_role().kind, "best": best.values,
+    write(result_path, {"role": tuning_role().kind, "best": outcome.best, "kept": outcome.kept,
+                        "hyperparameters": outcome.hyperparameters.values, "defaults": outcome.defaults,
                         "tuning_dir": config.tuning_dir,
                         "trial_dirs": sorted(p.name for p in project.glob("trial_*"))})
 

@@ -1,10 +1,10 @@
-"""distinct-n and memorisation on hand-countable samples."""
+"""distinct-n, known words and memorisation on hand-countable samples."""
 
 import math
 
 import pytest
 
-from evaluation.quality import distinct_n, memorisation_rate
+from evaluation.quality import distinct_n, known_word_share, memorisation_rate
 
 
 def test_distinct_n_pools_ngrams_over_samples_without_crossing_them():
@@ -32,3 +32,13 @@ def test_memorisation_counts_verbatim_copies_after_stripping():
     assert memorisation_rate(generated, training) == pytest.approx(2 / 4)
     assert memorisation_rate(["x"], iter(["x"])) == 1.0  # any iterable of documents
     assert math.isnan(memorisation_rate([], training))
+
+
+def test_known_word_share_normalises_case_and_punctuation_and_pools_samples():
+    training = ["The police probe a crash.", "Council's new plan: water!"]
+    generated = ["POLICE, probe... Dreare", "councils “new” IfIt", " -- ", ""]
+    # police probe dreare | councils new ifit: "--" is only punctuation and is ignored
+    assert known_word_share(generated, training) == pytest.approx(4 / 6)
+    assert known_word_share(["crash crash"], iter(training)) == 1.0  # any iterable of documents
+    assert known_word_share(["zzz"], training) == 0.0
+    assert math.isnan(known_word_share(["", "!?"], training)) and math.isnan(known_word_share([], training))

@@ -43,6 +43,11 @@ def test_table_columns_and_order(reports):
     assert table["test_perplexity"].iloc[0] == pytest.approx(math.exp(best.nll_nats / best.tokens))
     baseline = table.set_index("model").loc["kn_3gram"]
     assert pd.isna(baseline["generation_ms_per_token"]) and pd.isna(baseline["distinct_1"])
+    assert pd.isna(baseline["known_word_share"])
+    for report in reports:
+        if not report.baseline:
+            share = table.set_index("model").loc[report.model, "known_word_share"]
+            assert share == report.known_word_share and 0.0 <= share <= 1.0
     assert table.dtypes["generation_ms_per_token"] == float and table.dtypes["parameters"] == "Int64"
     assert table["parameters"].tolist() == [report.parameters for report in ranked]
 

@@ -40,6 +40,10 @@ def test_chief_and_two_workers_finish_the_search_and_the_chief_reports_the_best(
     assert len(trials) == TRIALS and all(t["status"] == "COMPLETED" for t in trials)
     best = min(trials, key=lambda t: t["metrics"]["metrics"]["val_perplexity"]["observations"][0]["value"][0])
     assert chief["best"] == best["hyperparameters"]["values"]
+    # The chief's oracle handed out the defaults first; 3-step trials are too short to rank.
+    first = min(trials, key=lambda t: t["trial_id"])
+    assert first["hyperparameters"]["values"] == chief["defaults"]
+    assert chief["kept"] == "defaults" and chief["hyperparameters"] == chief["defaults"]
     # The workers ran the trials in their own scratch directories, and wrote nothing else.
     scratch = tmp_path / "tmp" / "text_synthesis_workers"
     ran = {tuner_id: sorted(p.name for p in (scratch / f"tuner-{tuner_id}").rglob("gru/trial_*"))

@@ -95,7 +95,7 @@ def test_killed_search_keeps_finished_trials_and_reaches_the_requested_total(tmp
     config = tune_config(tmp_path)
     _, datasets = make_data(config)
     FITS.clear()
-    best = tune_model("gru", datasets, config, select_strategy("default"), callbacks=[CountFits()])
+    outcome = tune_model("gru", datasets, config, select_strategy("default"), callbacks=[CountFits()])
 
     assert len(FITS) == config.tuning_trials - len(finished)  # finished trials were not rerun
     assert len(completed_trials(project)) == config.tuning_trials
@@ -103,4 +103,4 @@ def test_killed_search_keeps_finished_trials_and_reaches_the_requested_total(tmp
         after = json.loads((project / name / "trial.json").read_text())
         assert after["hyperparameters"]["values"] == trial["hyperparameters"]["values"]
         assert after["metrics"] == trial["metrics"]
-    assert best.get("units") in (16, 24, 32, 40)
+    assert outcome.trials == config.tuning_trials and outcome.best["units"] in (16, 24, 32, 40)

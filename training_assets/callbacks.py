@@ -153,6 +153,38 @@ def time_budget_callbacks(seconds: float | None, schedule: float | WarmupCosineD
     return budget, [budget]
 
 
+class TrialSteps(keras.callbacks.Callback):
+    """Counts the training steps a tuning trial's weights have had: `steps`, and `trial_steps` in
+    each epoch's logs.
+
+    The search uses the count to tell trials too short to rank (training_assets.tuner). A
+    Hyperband trial that continues an earlier one from `initial_epoch` counts those epochs as
+    full epochs of `steps_per_epoch`.
+    """
+
+    def __init__(self, steps_per_epoch: int):
+        super().__init__()
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.steps = 0
+
+    def on_train_begin(self, logs=None):
+        self._first_epoch = True
+        self.steps = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._first_epoch:  # epochs before this fit call's first one were another call's
+            self.steps, self._first_epoch = epoch * self.steps_per_epoch, False
+        self._epoch_steps = 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._epoch_steps = batch + 1  # batch is the index of the last batch run
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.steps += self._epoch_steps
+        if logs is not None:
+            logs["trial_steps"] = self.steps
+
+
 class DivergenceGuard(keras.callbacks.TerminateOnNaN):
     """TerminateOnNaN that remembers where the loss stopped being finite."""
 

@@ -8,12 +8,14 @@ calls them in the same order for `python -m training_assets.run`.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
 import keras
+import keras_tuner as kt
 import pandas as pd
 import tensorflow as tf
 
@@ -21,11 +23,12 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import Datasets, build_datasets
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
-from evaluation.baselines import kneser_ney_report
+from evaluation.baselines import fit_kneser_ney, kneser_ney_report
 from evaluation.evaluate import evaluate_model
 from evaluation.generation import document_start_id, generate_timed
+from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.plots import plot_all
-from evaluation.quality import distinct_n, memorisation_rate
+from evaluation.quality import distinct_n, known_word_share, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
 from model_architectures.saving import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
@@ -33,7 +36,7 @@ from training_assets.compile import configure_precision
 from training_assets.run_lock import RunLock, lock_output_folders
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
-from training_assets.tuner import tune_model
+from training_assets.tuner import TuningOutcome, tune_model
 
 log = logging.getLogger("training_assets")
 
@@ -115,11 +118,16 @@ def split_summary(data: PreparedData) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("split")
 
 
-def tune_and_train(family: str, config: ExperimentConfig, environment: Environment,
-                   data: PreparedData) -> TrainingResult:
-    """Search the family's space (or take its defaults), then train it with the best values."""
-    best = tune_model(family, data.datasets, config, environment.strategy)
-    return train_model(family, best, data.datasets, config, environment.strategy, data.tokenizer)
+def tune_family(family: str, config: ExperimentConfig, environment: Environment,
+                data: PreparedData) -> TuningOutcome:
+    """Search the family's space; its result replaces the defaults only if it clearly beats them."""
+    return tune_model(family, data.datasets, config, environment.strategy)
+
+
+def train_family(family: str, hyperparameters: kt.HyperParameters, config: ExperimentConfig,
+                 environment: Environment, data: PreparedData) -> TrainingResult:
+    """Train the family with the values tuning kept (its best checkpoint is the result)."""
+    return train_model(family, hyperparameters, data.datasets, config, environment.strategy, data.tokenizer)
 
 
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
@@ -141,6 +149,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         generation_ms_per_token=generated.ms_per_token,
         distinct_1=distinct_n(generated.texts, 1),
         distinct_2=distinct_n(generated.texts, 2),
+        known_word_share=known_word_share(generated.texts, data.corpus.train),
         memorised_share=memorisation_rate(generated.texts, data.corpus.train),
     )
     return FamilyRun(family=training.family, training=training, report=report,
@@ -152,10 +161,39 @@ def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport
     return kneser_ney_report(data.datasets, order=config.kn_order)
 
 
-def write_results(runs: list[FamilyRun], baseline: ModelReport | None,
-                  config: ExperimentConfig) -> tuple[pd.DataFrame, list[Path]]:
+def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
+                     data: PreparedData) -> Interpolation | None:
+    """The neural model with the best validation perplexity, mixed per token with the n-gram model.
+
+    Chosen on validation (all families share the tokenizer, so validation perplexity ranks them
+    as validation bits/char would); the test split only scores the mixture. None, logged, when
+    config.kn_interpolation is off or the split layout cannot pair the two models' tokens.
+    """
+    if not config.kn_interpolation or not runs:
+        return None
+    problem = pairing_problem(config)
+    if problem:
+        log.info("no n-gram interpolation row: %s", problem)
+        return None
+    best = min(runs, key=lambda run: _best_validation_perplexity(run.training))
+    model = keras.saving.load_model(best.training.checkpoint_path)
+    mixture = interpolate(best.family, model, best.report.parameters or 0,
+                          fit_kneser_ney(data.datasets, config.kn_order),
+                          data.datasets.validation, data.datasets.test)
+    log.info("interpolation %s", mixture.summary())
+    return mixture
+
+
+def _best_validation_perplexity(training: TrainingResult) -> float:
+    finite = [value for value in training.history.get("val_perplexity", []) if math.isfinite(value)]
+    return min(finite, default=math.inf)
+
+
+def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: ExperimentConfig,
+                  interpolation: Interpolation | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """The comparison table and the plots; only the chief writes, so workers never clash."""
-    reports = [run.report for run in runs] + ([baseline] if baseline else [])
+    reports = ([run.report for run in runs] + ([baseline] if baseline else [])
+               + ([interpolation.report()] if interpolation else []))
     table = comparison_table(reports)
     if not is_chief():
         return table, []
@@ -172,6 +210,7 @@ class ExperimentResult:
     baseline: ModelReport | None
     table: pd.DataFrame
     artifacts: list[Path]
+    interpolation: Interpolation | None = None
 
 
 def run_experiment(config: ExperimentConfig | Mapping[str, Any],
@@ -206,18 +245,20 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     runs = []
     for family in config.models_to_run:
         log.info("== %s: tuning and training", family)
-        training = tune_and_train(family, config, environment, data)
+        tuning = tune_family(family, config, environment, data)
+        training = train_family(family, tuning.hyperparameters, config, environment, data)
         run = evaluate_family(training, config, data)
         log.info("== %s: test perplexity %.2f, %.3f bits/char, %s", family,
                  run.report.evaluation.perplexity, run.report.evaluation.bits_per_char,
                  training.stopped_reason)
         runs.append(run)
     baseline = baseline_report(config, data)
-    table, artifacts = write_results(runs, baseline, config)
+    interpolation = interpolate_best(runs, config, data)
+    table, artifacts = write_results(runs, baseline, config, interpolation)
     log.info("comparison:\n%s", table.to_string())
     log.info("done in %.0f s; wrote %s", time.perf_counter() - started,
              ", ".join(str(p) for p in artifacts))
-    return ExperimentResult(environment, data, runs, baseline, table, artifacts)
+    return ExperimentResult(environment, data, runs, baseline, table, artifacts, interpolation)
 
 
 def conclusions(runs: list[FamilyRun], baseline: ModelReport | None) -> str:
