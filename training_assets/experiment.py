@@ -21,6 +21,7 @@ import model_architectures  # noqa: F401  (registers the model classes for load_
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import Datasets, build_datasets
+from data_pipeline.manifests import write_json
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import kneser_ney_report
 from evaluation.evaluate import evaluate_model
@@ -30,6 +31,7 @@ from evaluation.quality import distinct_n, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
+from training_assets.reproducibility import seed_everything
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
 from training_assets.tuner import tune_model
@@ -80,7 +82,8 @@ class FamilyRun:
 
 
 def setup_environment(config: ExperimentConfig) -> Environment:
-    """Pick the strategy first: precision and every model depend on it."""
+    """Seed and pick the strategy first: precision and every model depend on it."""
+    seed_everything(config)
     strategy = select_strategy(config.strategy, tpu_address=config.tpu_address)
     return Environment(strategy=strategy, precision=configure_precision(config, strategy))
 
@@ -143,12 +146,15 @@ def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport
 
 def write_results(runs: list[FamilyRun], baseline: ModelReport | None,
                   config: ExperimentConfig) -> tuple[pd.DataFrame, list[Path]]:
-    """The comparison table and the plots; only the chief writes, so workers never clash."""
+    """The comparison table, the samples and the plots; only the chief writes, so workers never clash."""
     reports = [run.report for run in runs] + ([baseline] if baseline else [])
     table = comparison_table(reports)
     if not is_chief():
         return table, []
     paths = save_table(table, config.plots_dir)
+    samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
+    write_json(samples_path, {run.family: run.samples for run in runs})
+    paths.append(samples_path)
     paths += plot_all([run.training for run in runs], reports, config.plots_dir)
     return table, paths
 

@@ -30,6 +30,7 @@ from training_assets.callbacks import FailTrialOnNaN
 from training_assets.cluster import family_oracle
 from training_assets.compile import compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
+from training_assets.reproducibility import seed_everything
 from training_assets.trainer import epoch_source
 
 logger = logging.getLogger("training_assets")
@@ -42,16 +43,22 @@ class FamilyHyperModel(kt.HyperModel):
     """Builds and compiles one family's model for a trial (keras-tuner enters the strategy scope)."""
 
     def __init__(self, family: str, datasets: Datasets, config: ExperimentConfig,
-                 strategy: tf.distribute.Strategy, total_steps: int):
+                 strategy: tf.distribute.Strategy, steps_per_epoch: int):
         super().__init__(name=family)
         self.family, self.datasets, self.config = family, datasets, config
-        self.strategy, self.total_steps = strategy, total_steps
+        self.strategy, self.steps_per_epoch = strategy, steps_per_epoch
+        self.total_steps = steps_per_epoch * config.tuning_epochs
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
+        seed_everything(self.config)  # every trial starts from the seed, whatever ran before it
         model = build_model(self.family, hp, self.datasets.vocab_size, self.datasets.max_len,
                             self.config.hyperparameters.get(self.family))
         compile_model(model, self.config, hp.get("learning_rate"), self.total_steps, self.strategy)
         return model
+
+    def fit(self, hp: kt.HyperParameters, model: keras.Model, *args, **kwargs):
+        """Fit on a fresh training dataset, so a trial's batches do not depend on earlier trials."""
+        return model.fit(epoch_source(self.datasets, self.steps_per_epoch), *args, **kwargs)
 
 
 def tuning_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
@@ -96,7 +103,7 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
     manifest = tuning_manifest(family, datasets, config)
     _prepare_project(project, manifest, config.resume)
 
-    hypermodel = FamilyHyperModel(family, datasets, config, strategy, total_steps=steps * config.tuning_epochs)
+    hypermodel = FamilyHyperModel(family, datasets, config, strategy, steps_per_epoch=steps)
     # keras-tuner's chief/worker mode (KERASTUNER_* variables): one oracle port per family.
     family_index = config.models_to_run.index(family) if family in config.models_to_run else 0
     with family_oracle(family_index) as role:
@@ -107,7 +114,8 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
             if done:
                 logger.info("tuning %s: resuming, %d of %d trials already finished in %s",
                             family, done, config.tuning_trials, project)
-        tuner.search(epoch_source(datasets, steps), validation_data=datasets.validation.dataset,
+        # no training data here: FamilyHyperModel.fit brings a fresh dataset to every trial
+        tuner.search(validation_data=datasets.validation.dataset,
                      epochs=config.tuning_epochs,
                      steps_per_epoch=steps,
                      callbacks=[FailTrialOnNaN(), *weight_averaging(config), *callbacks],
