@@ -55,6 +55,7 @@ class ExperimentConfig(BaseModel):
     # seed Python, NumPy and TensorFlow from `seed` before every model is built and use TensorFlow's
     # deterministic ops: one CONFIG on one machine gives the same figures. Not with
     # train_time_budget_seconds, whose number of steps depends on the machine's speed that moment.
+    # Costs speed, and XLA (Keras turns it off under op determinism): README, "Reproducible runs".
     deterministic: bool = True
 
     # --- tokenizer and sequences -----------------------------------------------------------
@@ -155,6 +156,10 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"vocab_size={self.vocab_size} is too small for a byte-level BPE "
                              "tokenizer (256 bytes + 4 special tokens): set vocab_size >= 260, "
                              "or tokenizer='char'")
+        if self.deterministic and self.jit_compile is True:
+            raise ValueError("jit_compile=True cannot be honoured with deterministic=True: Keras "
+                             "turns XLA off under TensorFlow op determinism; set deterministic="
+                             "False to compile with XLA, or jit_compile='auto'")
         unknown = set(self.hyperparameters) - set(self.models_to_run) - set(MODEL_FAMILIES)
         if unknown:
             raise ValueError(f"hyperparameters names unknown model families {sorted(unknown)}; "

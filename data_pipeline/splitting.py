@@ -99,11 +99,10 @@ def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
     exact_validation = np.array([text in seen_train for text in validation], dtype=bool)
     exact_test = np.array([text in seen_before_test for text in test], dtype=bool)
 
-    index = ShingleIndex(config.near_duplicate_words)
-    index.add(train)
-    near_validation = index.matches(validation) & ~exact_validation
-    index.add(validation)
-    near_test = index.matches(test) & ~exact_test
+    near_validation, near_test = near_duplicate_flags(train, validation, test,
+                                                      config.near_duplicate_words)
+    near_validation &= ~exact_validation
+    near_test &= ~exact_test
 
     drop_exact, drop_near = config.drop_cross_split_duplicates, config.drop_near_duplicates
     exact_found = int(exact_validation.sum() + exact_test.sum())
@@ -122,6 +121,17 @@ def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
             raise DataError(_empty_split_message(name, config, exact_only=(exact & drop_exact).all()))
         kept.append([text for text, drop in zip(documents, dropped) if not drop])
     return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near)
+
+
+def near_duplicate_flags(train: Sequence[str], validation: Sequence[str], test: Sequence[str],
+                         run_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bool per validation document (shares a run of `run_words` words with train) and per test
+    document (with train or validation)."""
+    index = ShingleIndex(run_words)
+    index.add(train)
+    near_validation = index.matches(validation)
+    index.add(validation)
+    return near_validation, index.matches(test)
 
 
 def _empty_split_message(name: str, config: ExperimentConfig, exact_only: bool) -> str:
