@@ -112,6 +112,7 @@ def _training_config(jit_compile: bool, total_steps: int):
     from data_pipeline.config import ExperimentConfig
 
     return ExperimentConfig.from_dict({"jit_compile": jit_compile, "strategy": "default",
+                                       "deterministic": False,  # XLA is what is measured
                                        "warmup_steps": GPT_WARMUP, "steps_per_execution": 1})
 
 

@@ -46,7 +46,16 @@ class ExperimentConfig(BaseModel):
     split: Literal["random", "ordered", "chronological"] = "random"
     split_fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)
     drop_cross_split_duplicates: bool = True  # drop val/test documents that also occur in train
-    seed: int = 42
+    # val/test documents sharing a run of this many consecutive words (lowercase, punctuation
+    # stripped) with train (test: or validation) are near-duplicates, counted in the corpus report
+    near_duplicate_words: int = Field(default=8, ge=3, le=1000)
+    drop_near_duplicates: bool = True  # and dropped from validation/test
+    seed: int = 42  # the split, the sample, tf.data shuffles, tuning, initial weights, dropout, sampling
+    # seed Python, NumPy and TensorFlow from `seed` before every model is built and use TensorFlow's
+    # deterministic ops: one CONFIG on one machine gives the same figures. Not with
+    # train_time_budget_seconds, whose number of steps depends on the machine's speed that moment.
+    # Costs speed, and XLA (Keras turns it off under op determinism): README, "Reproducible runs".
+    deterministic: bool = True
 
     # --- tokenizer and sequences -----------------------------------------------------------
     tokenizer: Literal["bpe", "char"] = "bpe"
@@ -159,6 +168,10 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"vocab_size={self.vocab_size} is too small for a byte-level BPE "
                              "tokenizer (256 bytes + 4 special tokens): set vocab_size >= 260, "
                              "or tokenizer='char'")
+        if self.deterministic and self.jit_compile is True:
+            raise ValueError("jit_compile=True cannot be honoured with deterministic=True: Keras "
+                             "turns XLA off under TensorFlow op determinism; set deterministic="
+                             "False to compile with XLA, or jit_compile='auto'")
         return self
 
     @property

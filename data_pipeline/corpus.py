@@ -25,7 +25,7 @@ class Corpus:
     validation: list[str]
     test: list[str]
     source: str
-    report: dict[str, int | str]  # rows read, rows dropped and why, duplicates, split sizes
+    report: dict[str, int | float | str]  # rows read, rows dropped and why, duplicates, split sizes
 
 
 def load_corpus(config: ExperimentConfig) -> Corpus:
@@ -47,7 +47,8 @@ def load_corpus(config: ExperimentConfig) -> Corpus:
     texts = [text for _, text in chosen]
     dates = None if raw.dates is None else raw.dates[np.array([i for i, _ in chosen])]
     split = split_documents(texts, dates, config)
-    report: dict[str, int | str] = {
+    near = split.near_duplicates
+    report: dict[str, int | float | str] = {
         "source": raw.source,
         "rows_read": raw.rows_read,
         "empty_rows_dropped": raw.empty_rows_dropped,
@@ -61,6 +62,12 @@ def load_corpus(config: ExperimentConfig) -> Corpus:
         "test_documents": len(split.test),
         "cross_split_duplicates_found": split.cross_split_duplicates_found,
         "cross_split_duplicates_dropped": split.cross_split_duplicates_dropped,
+        "near_duplicate_words": config.near_duplicate_words,
+        "validation_near_duplicates": near.validation_documents,
+        "validation_near_duplicate_character_share": round(near.validation_character_share, 4),
+        "test_near_duplicates": near.test_documents,
+        "test_near_duplicate_character_share": round(near.test_character_share, 4),
+        "near_duplicates_dropped": near.dropped,
     }
     log.info("corpus %s", report)
     return Corpus(train=split.train, validation=split.validation, test=split.test,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -40,6 +40,15 @@ class SplitData:
     tokens: int  # non-[PAD] targets in one pass over `dataset`
     characters: int  # characters of the documents covered + one separator per document
     steps: int  # batches per pass
+    rebuild: Callable[[], tf.data.Dataset] = field(repr=False, compare=False)  # makes `dataset` anew
+
+    def fresh_dataset(self) -> tf.data.Dataset:
+        """The same batches as `dataset` in a new object, whose shuffle starts again from the seed.
+
+        Each pass over one dataset object reshuffles it; a fit that starts from a fresh object sees
+        the same order whatever was trained on the split before it (another family, a trial).
+        """
+        return self.rebuild()
 
 
 @dataclass(frozen=True)
@@ -107,11 +116,15 @@ def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: Expe
         tokens, characters = round(tokens * used), round(characters * used)
     else:
         steps = -(-count // global_batch)
-    dataset = (_last_token_dataset(stream, max_len, global_batch, training, config)
-               if rows is None else _rows_dataset(rows, global_batch, training, config))
-    return SplitData(dataset=dataset.with_options(_options()), token_stream=stream,
-                     documents=len(documents), tokens=int(tokens), characters=int(characters),
-                     steps=int(steps))
+
+    def rebuild() -> tf.data.Dataset:
+        made = (_last_token_dataset(stream, max_len, global_batch, training, config)
+                if rows is None else _rows_dataset(rows, global_batch, training, config))
+        return made.with_options(_options())
+
+    return SplitData(dataset=rebuild(), token_stream=stream, documents=len(documents),
+                     tokens=int(tokens), characters=int(characters), steps=int(steps),
+                     rebuild=rebuild)
 
 
 def token_stream(encoded: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:

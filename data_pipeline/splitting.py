@@ -1,8 +1,9 @@
 """Which documents are used, and which split each one lands in, decided before anything is fitted.
 
 The split is by whole document, so no validation or test text can reach training through a window
-that straddles a boundary; exact duplicates across splits are counted (and, by default, dropped
-from validation/test), because a memorised training document would flatter held-out scores.
+that straddles a boundary. Exact duplicates across splits, and near-duplicates (a shared run of
+near_duplicate_words words, e.g. one quote in two files), are counted and by default dropped from
+validation/test, because a memorised training document would flatter held-out scores.
 """
 
 from __future__ import annotations
@@ -14,6 +15,18 @@ import numpy as np
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
+from data_pipeline.near_duplicates import ShingleIndex
+
+
+@dataclass(frozen=True)
+class NearDuplicates:
+    """Held-out documents sharing a run of words with an earlier split (exact duplicates excluded)."""
+
+    validation_documents: int
+    validation_character_share: float  # of the validation split's characters, before dropping
+    test_documents: int
+    test_character_share: float
+    dropped: int
 
 
 @dataclass(frozen=True)
@@ -25,6 +38,7 @@ class Split:
     test: list[str]
     cross_split_duplicates_found: int  # val/test documents also present in an earlier split
     cross_split_duplicates_dropped: int
+    near_duplicates: NearDuplicates
 
 
 def sample_indices(count: int, config: ExperimentConfig) -> np.ndarray:
@@ -69,23 +83,68 @@ def split_documents(texts: Sequence[str], dates: np.ndarray | None,
     train = ordered[:n_train]
     validation = ordered[n_train:n_train + n_validation]
     test = ordered[n_train + n_validation:]
-    return _handle_duplicates(train, validation, test, config.drop_cross_split_duplicates)
+    return _handle_duplicates(train, validation, test, config)
 
 
 def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
-                       drop: bool) -> Split:
-    """Count val documents seen in train and test documents seen in train or val; maybe drop."""
+                       config: ExperimentConfig) -> Split:
+    """Flag exact and near-duplicates in validation and test; drop them as CONFIG says.
+
+    As for exact duplicates, test is checked against train and validation: a test document that
+    repeats a validation document has been looked at while choosing the model. A document that is
+    an exact duplicate is counted as one, not again as a near-duplicate.
+    """
     seen_train = set(train)
     seen_before_test = seen_train | set(validation)
-    validation_kept = [text for text in validation if text not in seen_train]
-    test_kept = [text for text in test if text not in seen_before_test]
-    found = (len(validation) - len(validation_kept)) + (len(test) - len(test_kept))
-    if not drop:
-        return Split(train, validation, test, found, 0)
-    for name, before, after in (("validation", validation, validation_kept),
-                                ("test", test, test_kept)):
-        if before and not after:
-            raise DataError(f"every {name} document also occurs in an earlier split, so dropping "
-                            "cross-split duplicates leaves it empty: add distinct documents or "
-                            "set drop_cross_split_duplicates=False")
-    return Split(train, validation_kept, test_kept, found, found)
+    exact_validation = np.array([text in seen_train for text in validation], dtype=bool)
+    exact_test = np.array([text in seen_before_test for text in test], dtype=bool)
+
+    near_validation, near_test = near_duplicate_flags(train, validation, test,
+                                                      config.near_duplicate_words)
+    near_validation &= ~exact_validation
+    near_test &= ~exact_test
+
+    drop_exact, drop_near = config.drop_cross_split_duplicates, config.drop_near_duplicates
+    exact_found = int(exact_validation.sum() + exact_test.sum())
+    near_found = int(near_validation.sum() + near_test.sum())
+    near = NearDuplicates(
+        validation_documents=int(near_validation.sum()),
+        validation_character_share=_character_share(validation, near_validation),
+        test_documents=int(near_test.sum()),
+        test_character_share=_character_share(test, near_test),
+        dropped=near_found if drop_near else 0)
+    kept = []
+    for name, documents, exact, near_flags in (("validation", validation, exact_validation, near_validation),
+                                               ("test", test, exact_test, near_test)):
+        dropped = exact & drop_exact | near_flags & drop_near
+        if documents and dropped.all():
+            raise DataError(_empty_split_message(name, config, exact_only=(exact & drop_exact).all()))
+        kept.append([text for text, drop in zip(documents, dropped) if not drop])
+    return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near)
+
+
+def near_duplicate_flags(train: Sequence[str], validation: Sequence[str], test: Sequence[str],
+                         run_words: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bool per validation document (shares a run of `run_words` words with train) and per test
+    document (with train or validation)."""
+    index = ShingleIndex(run_words)
+    index.add(train)
+    near_validation = index.matches(validation)
+    index.add(validation)
+    return near_validation, index.matches(test)
+
+
+def _empty_split_message(name: str, config: ExperimentConfig, exact_only: bool) -> str:
+    if exact_only:
+        return (f"every {name} document also occurs in an earlier split, so dropping cross-split "
+                "duplicates leaves it empty: add distinct documents or set "
+                "drop_cross_split_duplicates=False")
+    return (f"every {name} document repeats or shares a run of {config.near_duplicate_words} words "
+            "with an earlier split, so dropping near-duplicates leaves it empty: add distinct "
+            "documents, raise near_duplicate_words or set drop_near_duplicates=False")
+
+
+def _character_share(documents: list[str], flags: np.ndarray) -> float:
+    """Characters of the flagged documents / characters of all of them (0 for no documents)."""
+    total = sum(len(text) for text in documents)
+    return sum(len(text) for text, flag in zip(documents, flags) if flag) / total if total else 0.0

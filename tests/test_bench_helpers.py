@@ -89,9 +89,29 @@ def test_auto_xla_on_cpu_only_for_models_without_recurrent_layers():
 
     if any(d.device_type != "CPU" for d in tf.config.list_physical_devices()):
         pytest.skip("the CPU rule only applies on CPU-only machines")
-    config, strategy = ExperimentConfig(), tf.distribute.get_strategy()
+    config, strategy = ExperimentConfig(deterministic=False), tf.distribute.get_strategy()
     assert resolve_jit_compile(config, strategy) is False  # model unknown: the safe choice
     assert resolve_jit_compile(config, strategy, build_model("transformer", None, 23, 8, SHAPE)) is True
+    # Keras turns XLA off under op determinism (the default), so "auto" says so itself
+    assert resolve_jit_compile(ExperimentConfig(), strategy,
+                               build_model("transformer", None, 23, 8, SHAPE)) is False
     assert resolve_jit_compile(config, strategy, build_model("gru", None, 23, 8, {"units": 8})) is False
     assert resolve_jit_compile(ExperimentConfig(jit_compile=False), strategy,
                                build_model("transformer", None, 23, 8, SHAPE)) is False
+
+
+def test_determinism_cost_is_the_median_of_paired_rounds():
+    from benchmarks.determinism import cost_per_family
+
+    def run(deterministic, tokens_per_second, cpu_ms_per_step):
+        return {"family": "gru", "deterministic": deterministic, "tokens_per_second": tokens_per_second,
+                "cpu_ms_per_step": cpu_ms_per_step}
+
+    # rounds: (on, off) = (90, 100), (40, 50) on a loaded round, (95, 100)
+    runs = [run(True, 90, 110), run(False, 100, 100), run(False, 50, 100), run(True, 40, 125),
+            run(True, 95, 100), run(False, 100, 100)]
+    [row] = cost_per_family(runs)
+    assert row["rounds"] == 3 and row["on_over_off"] == 0.9  # ratios 0.9, 0.8, 0.95
+    assert row["on_over_off_range"] == [0.8, 0.95]
+    assert (row["tokens_per_second_on"], row["tokens_per_second_off"]) == (90, 100)
+    assert row["cpu_on_over_off"] == round(100 / 110, 3)  # CPU ratios 0.909, 0.8, 1.0

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from training_factories import make_config
 
+from data_pipeline.config import ConfigError
 from evaluation.metrics import MaskedAccuracy, Perplexity
 from model_architectures.registry import build_model, hyperparameters_for
 from training_assets.compile import (compile_model, configure_precision, learning_rate_schedule,
@@ -73,13 +74,16 @@ def test_xla_and_steps_per_execution_only_where_allowed(tmp_path, mirrored):
     default = select_strategy("default")
     auto = make_config(tmp_path)
     assert resolve_jit_compile(auto, default) is False  # CPU-only: XLA measured slower here
-    assert resolve_jit_compile(make_config(tmp_path, jit_compile=True), default) is True
-    assert resolve_jit_compile(make_config(tmp_path, jit_compile=True), mirrored) is False
+    xla = make_config(tmp_path, jit_compile=True, deterministic=False)
+    assert resolve_jit_compile(xla, default) is True
+    assert resolve_jit_compile(xla, mirrored) is False
+    with pytest.raises(ConfigError, match="jit_compile=True cannot be honoured with deterministic=True"):
+        make_config(tmp_path, jit_compile=True)
     assert resolve_steps_per_execution(auto, default) == 1
     assert resolve_steps_per_execution(make_config(tmp_path, steps_per_execution=4), default) == 4
     assert resolve_steps_per_execution(make_config(tmp_path, steps_per_execution=4), mirrored) == 1
 
-    config = make_config(tmp_path, jit_compile=True, steps_per_execution=4)
+    config = make_config(tmp_path, jit_compile=True, deterministic=False, steps_per_execution=4)
     with mirrored.scope():
         model = tiny_gru(config)
     compile_model(model, config, learning_rate=1e-3, total_steps=4, strategy=mirrored)

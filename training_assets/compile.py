@@ -19,6 +19,9 @@ XLA (`config.jit_compile`):
   on for models without recurrent layers.
 - True is honoured under the default strategy only; under other strategies it is turned off with a
   warning (TPUStrategy compiles every step with XLA anyway).
+- Off whenever config.deterministic is set: Keras refuses XLA under TensorFlow op determinism
+  (not every XLA op has a deterministic version), so the decision is made here, visibly, and
+  ExperimentConfig rejects jit_compile=True with deterministic=True.
 Steps per execution (`config.steps_per_execution`): "auto" is 32 on TPU (fewer host round trips)
 and 1 elsewhere; it is forced to 1 under Mirrored/MultiWorker strategies, where Keras fails with >1.
 """
@@ -74,6 +77,8 @@ def _automatic_precision(strategy: tf.distribute.Strategy) -> str:
 def resolve_jit_compile(config: ExperimentConfig, strategy: tf.distribute.Strategy,
                         model: keras.Model | None = None) -> bool | str:
     """The `jit_compile` argument for model.compile (see the module docstring for the rules)."""
+    if config.deterministic:
+        return False
     if not is_default_strategy(strategy):
         if config.jit_compile is True:
             logger.warning("jit_compile=True ignored under %s: Keras cannot force XLA under a "

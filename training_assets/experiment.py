@@ -22,6 +22,7 @@ import tensorflow as tf
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import Datasets, build_datasets
+from data_pipeline.manifests import write_json
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import fit_kneser_ney, kneser_ney_report
 from evaluation.evaluate import evaluate_model
@@ -33,6 +34,7 @@ from evaluation.report import ModelReport, comparison_table, save_table
 from model_architectures.saving import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
+from training_assets.reproducibility import seed_everything
 from training_assets.run_lock import RunLock, lock_output_folders
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
@@ -92,7 +94,8 @@ def claim_output_folders(config: ExperimentConfig) -> RunLock:
 
 
 def setup_environment(config: ExperimentConfig) -> Environment:
-    """Pick the strategy first: precision and every model depend on it."""
+    """Seed and pick the strategy first: precision and every model depend on it."""
+    seed_everything(config)
     strategy = select_strategy(config.strategy, tpu_address=config.tpu_address)
     return Environment(strategy=strategy, precision=configure_precision(config, strategy))
 
@@ -176,7 +179,7 @@ def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
         log.info("no n-gram interpolation row: %s", problem)
         return None
     best = min(runs, key=lambda run: _best_validation_perplexity(run.training))
-    model = keras.saving.load_model(best.training.checkpoint_path)
+    model = load_trained_model(best.training.checkpoint_path)
     mixture = interpolate(best.family, model, best.report.parameters or 0,
                           fit_kneser_ney(data.datasets, config.kn_order),
                           data.datasets.validation, data.datasets.test)
@@ -191,13 +194,16 @@ def _best_validation_perplexity(training: TrainingResult) -> float:
 
 def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: ExperimentConfig,
                   interpolation: Interpolation | None = None) -> tuple[pd.DataFrame, list[Path]]:
-    """The comparison table and the plots; only the chief writes, so workers never clash."""
+    """The comparison table, the samples and the plots; only the chief writes, so workers never clash."""
     reports = ([run.report for run in runs] + ([baseline] if baseline else [])
                + ([interpolation.report()] if interpolation else []))
     table = comparison_table(reports)
     if not is_chief():
         return table, []
     paths = save_table(table, config.plots_dir)
+    samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
+    write_json(samples_path, {run.family: run.samples for run in runs})
+    paths.append(samples_path)
     paths += plot_all([run.training for run in runs], reports, config.plots_dir)
     return table, paths
 

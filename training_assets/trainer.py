@@ -41,6 +41,7 @@ from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock,
 from training_assets.cluster import backup_dir
 from training_assets.compile import compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
+from training_assets.reproducibility import seed_everything
 
 logger = logging.getLogger("training_assets")
 
@@ -94,12 +95,15 @@ class TrainingPaths:
 
 
 def epoch_source(datasets: Datasets, steps: int) -> tf.data.Dataset:
-    """The training batches for `fit`: repeated when an epoch is shorter than one pass.
+    """The training batches for one `fit`: a fresh dataset, repeated when an epoch is shorter than
+    one pass.
 
-    Keras does not restart a dataset between epochs when steps_per_epoch is given, so without
-    repeat() a capped epoch would run out of batches after one pass (each pass still reshuffles).
+    Fresh, so its shuffle starts from the seed whatever was trained before. Keras does not restart
+    a dataset between epochs when steps_per_epoch is given, so without repeat() a capped epoch
+    would run out of batches after one pass (each pass still reshuffles).
     """
-    return datasets.train.dataset.repeat() if steps < datasets.train.steps else datasets.train.dataset
+    dataset = datasets.train.fresh_dataset()
+    return dataset.repeat() if steps < datasets.train.steps else dataset
 
 
 def training_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
@@ -124,6 +128,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     steps = training_steps_per_epoch(datasets, config)
     configure_precision(config, strategy)
     enable_multi_worker_fit(strategy)
+    seed_everything(config)  # initial weights and dropout as if this family ran first
     with strategy.scope():
         model = build_model(family, hyperparameters, datasets.vocab_size, datasets.max_len,
                             config.hyperparameters.get(family))

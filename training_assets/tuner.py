@@ -48,6 +48,7 @@ from training_assets.cluster import family_oracle
 from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
 from training_assets.oracles import make_tuner
+from training_assets.reproducibility import seed_everything
 from training_assets.trainer import epoch_source, model_hyperparameters
 
 logger = logging.getLogger("training_assets")
@@ -105,6 +106,7 @@ class FamilyHyperModel(kt.HyperModel):
         self.schedule: float | WarmupCosineDecay | None = None  # of the model built last
 
     def build(self, hp: kt.HyperParameters) -> keras.Model:
+        seed_everything(self.config)  # every trial starts from the seed, whatever ran before it
         model = build_model(self.family, hp, self.datasets.vocab_size, self.datasets.max_len,
                             self.config.hyperparameters.get(self.family))
         self.schedule = compile_model(model, self.config, hp.get("learning_rate"),
@@ -118,7 +120,9 @@ class FamilyHyperModel(kt.HyperModel):
         _, budget = time_budget_callbacks(self.config.tuning_time_budget_seconds, self.schedule,
                                           self.steps_per_epoch)
         counter = TrialSteps(self.steps_per_epoch)
-        history = model.fit(*args, callbacks=[*callbacks, counter, *budget], **kwargs).history
+        # a fresh training dataset, so a trial's batches do not depend on earlier trials
+        history = model.fit(epoch_source(self.datasets, self.steps_per_epoch), *args,
+                            callbacks=[*callbacks, counter, *budget], **kwargs).history
         scores = np.nan_to_num(np.asarray(history[OBJECTIVE.name], float), nan=np.inf)
         best_epoch = int(np.argmin(scores))
         return {**{name: values[best_epoch] for name, values in history.items()}, "trial_steps": float(counter.steps)}
@@ -181,7 +185,8 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
             if done:
                 logger.info("tuning %s: resuming, %d of %d trials already finished in %s",
                             family, done, config.tuning_trials, project)
-        tuner.search(epoch_source(datasets, steps), validation_data=datasets.validation.dataset,
+        # no training data here: FamilyHyperModel.fit brings a fresh dataset to every trial
+        tuner.search(validation_data=datasets.validation.dataset,
                      epochs=config.tuning_epochs,
                      steps_per_epoch=steps,
                      callbacks=[FailTrialOnNaN(), *weight_averaging(config), *callbacks],

@@ -1,0 +1,29 @@
+"""One CONFIG, one set of figures: seeding and TensorFlow's deterministic ops (CONFIG['deterministic']).
+
+What `seed` reaches when deterministic is on: Python's, NumPy's and TensorFlow's global random state
+and Keras' global seed generator, hence every model's initial weights and dropout masks (their
+seeds are drawn from Python's state when the layers are built), the tf.data shuffles (seeded by
+`seed` themselves, see data_pipeline.datasets), keras-tuner's choices (seeded by `seed`) and the
+samplers (given `seed`). Op determinism makes TensorFlow pick kernels that give the same result on
+every run (no race in reductions or scatters), at some cost in speed (README, "Determinism").
+"""
+
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from data_pipeline.config import ExperimentConfig
+
+
+def seed_everything(config: ExperimentConfig) -> None:
+    """Reset every random state to config.seed and turn on op determinism (if config.deterministic).
+
+    Called at the start of the experiment and again right before each model is built (the final
+    training of a family, every tuning trial), so a model's figures do not depend on what ran
+    before it in the process. Op determinism stays on for the rest of the process.
+    """
+    if not config.deterministic:
+        return
+    keras.utils.set_random_seed(config.seed)
+    tf.config.experimental.enable_op_determinism()
