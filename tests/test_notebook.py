@@ -37,7 +37,7 @@ def tiny_config(tmp_path: Path) -> dict:
         "models_to_run": ["gru", "transformer"],
         "hyperparameters": {"gru": {**small, "units": 16},
                             "transformer": {**small, "num_heads": 2, "ff_dim": 32}},
-        "tuning_trials": 2, "tuning_epochs": 1, "tuning_steps_per_epoch": 3,
+        "tuner": "random", "tuning_trials": 2, "tuning_epochs": 1, "tuning_steps_per_epoch": 3,
         "final_training_epochs": 2, "steps_per_epoch": 6, "train_time_budget_seconds": None,
         "num_samples": 2, "max_new_tokens": 6,
         "plots_dir": str(tmp_path / "plots"), "models_dir": str(tmp_path / "models"),

@@ -73,7 +73,7 @@ def test_two_runs_of_one_config_give_identical_histories_table_and_samples(tmp_p
     table = pd.read_csv(first / "plots" / "comparison.csv").drop(columns=list(TIMED_COLUMNS))
     pd.testing.assert_frame_equal(table, pd.read_csv(second / "plots" / "comparison.csv")
                                   .drop(columns=list(TIMED_COLUMNS)), check_exact=True)
-    assert set(table["model"]) == {"gru", "kn_3gram"}
+    assert set(table["model"]) == {"gru", "kn_3gram", "gru+kn_3gram"}
     samples = json.loads((first / "plots" / "samples.json").read_text())
     assert samples == json.loads((second / "plots" / "samples.json").read_text())
     assert len(samples["gru"]) == 2 and samples["gru"][0] != samples["gru"][1]  # sampled, not greedy
