@@ -8,11 +8,12 @@ validation/test, because a memorised training document would flatter held-out sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import numpy as np
 
+from data_pipeline.conditions import Conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.near_duplicates import ShingleIndex
@@ -39,6 +40,10 @@ class Split:
     cross_split_duplicates_found: int  # val/test documents also present in an earlier split
     cross_split_duplicates_dropped: int
     near_duplicates: NearDuplicates
+    # condition_columns' values per document of train, validation, test; None without conditions
+    conditions: tuple[list[Conditions], list[Conditions], list[Conditions]] | None = None
+    # which validation and test documents (before dropping) were kept
+    kept: tuple[np.ndarray, ...] = ()
 
 
 def sample_indices(count: int, config: ExperimentConfig) -> np.ndarray:
@@ -67,8 +72,10 @@ def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
 
 
 def split_documents(texts: Sequence[str], dates: np.ndarray | None,
-                    config: ExperimentConfig) -> Split:
-    """Split by document per config.split ('random' seeded, 'ordered', 'chronological')."""
+                    config: ExperimentConfig,
+                    conditions: Sequence[Conditions] | None = None) -> Split:
+    """Split by document per config.split ('random' seeded, 'ordered', 'chronological');
+    `conditions` (one per text) follow their documents."""
     if config.split == "random":
         order = np.random.default_rng(config.seed).permutation(len(texts))
     elif config.split == "ordered":
@@ -83,7 +90,16 @@ def split_documents(texts: Sequence[str], dates: np.ndarray | None,
     train = ordered[:n_train]
     validation = ordered[n_train:n_train + n_validation]
     test = ordered[n_train + n_validation:]
-    return _handle_duplicates(train, validation, test, config)
+    split = _handle_duplicates(train, validation, test, config)
+    if conditions is None:
+        return split
+    ordered_conditions = [conditions[i] for i in order]
+    kept_validation, kept_test = split.kept
+    held_out = ordered_conditions[n_train:n_train + n_validation], ordered_conditions[n_train + n_validation:]
+    return replace(split, conditions=(
+        ordered_conditions[:n_train],
+        [c for c, keep in zip(held_out[0], kept_validation) if keep],
+        [c for c, keep in zip(held_out[1], kept_test) if keep]))
 
 
 def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
@@ -113,14 +129,16 @@ def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
         test_documents=int(near_test.sum()),
         test_character_share=_character_share(test, near_test),
         dropped=near_found if drop_near else 0)
-    kept = []
+    kept, kept_flags = [], []
     for name, documents, exact, near_flags in (("validation", validation, exact_validation, near_validation),
                                                ("test", test, exact_test, near_test)):
         dropped = exact & drop_exact | near_flags & drop_near
         if documents and dropped.all():
             raise DataError(_empty_split_message(name, config, exact_only=(exact & drop_exact).all()))
         kept.append([text for text, drop in zip(documents, dropped) if not drop])
-    return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near)
+        kept_flags.append(~dropped)
+    return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near,
+                 kept=(kept_flags[0], kept_flags[1]))
 
 
 def near_duplicate_flags(train: Sequence[str], validation: Sequence[str], test: Sequence[str],
