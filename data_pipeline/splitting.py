@@ -8,7 +8,7 @@ validation/test, because a memorised training document would flatter held-out sc
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -42,8 +42,6 @@ class Split:
     near_duplicates: NearDuplicates
     # condition_columns' values per document of train, validation, test; None without conditions
     conditions: tuple[list[Conditions], list[Conditions], list[Conditions]] | None = None
-    # which validation and test documents (before dropping) were kept
-    kept: tuple[np.ndarray, ...] = ()
 
 
 def sample_indices(count: int, config: ExperimentConfig) -> np.ndarray:
@@ -90,20 +88,18 @@ def split_documents(texts: Sequence[str], dates: np.ndarray | None,
     train = ordered[:n_train]
     validation = ordered[n_train:n_train + n_validation]
     test = ordered[n_train + n_validation:]
-    split = _handle_duplicates(train, validation, test, config)
-    if conditions is None:
-        return split
-    ordered_conditions = [conditions[i] for i in order]
-    kept_validation, kept_test = split.kept
-    held_out = ordered_conditions[n_train:n_train + n_validation], ordered_conditions[n_train + n_validation:]
-    return replace(split, conditions=(
-        ordered_conditions[:n_train],
-        [c for c, keep in zip(held_out[0], kept_validation) if keep],
-        [c for c, keep in zip(held_out[1], kept_test) if keep]))
+    split_conditions = None
+    if conditions is not None:
+        ordered_conditions = [conditions[i] for i in order]
+        split_conditions = (ordered_conditions[:n_train],
+                    ordered_conditions[n_train:n_train + n_validation],
+                    ordered_conditions[n_train + n_validation:])
+    return _handle_duplicates(train, validation, test, config, split_conditions)
 
 
 def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
-                       config: ExperimentConfig) -> Split:
+                       config: ExperimentConfig,
+                       conditions: tuple[list[Conditions], ...] | None = None) -> Split:
     """Flag exact and near-duplicates in validation and test; drop them as CONFIG says.
 
     As for exact duplicates, test is checked against train and validation: a test document that
@@ -137,8 +133,12 @@ def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
             raise DataError(_empty_split_message(name, config, exact_only=(exact & drop_exact).all()))
         kept.append([text for text, drop in zip(documents, dropped) if not drop])
         kept_flags.append(~dropped)
+    if conditions is not None:  # the values follow their documents through the dropping
+        conditions = (conditions[0],
+                      *([c for c, keep in zip(values, flags) if keep]
+                        for values, flags in zip(conditions[1:], kept_flags)))
     return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near,
-                 kept=(kept_flags[0], kept_flags[1]))
+                 conditions)
 
 
 def near_duplicate_flags(train: Sequence[str], validation: Sequence[str], test: Sequence[str],

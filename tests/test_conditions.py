@@ -15,6 +15,7 @@ from training_factories import (CONDITION_LETTERS, make_conditional_corpus, make
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import build_datasets
 from data_pipeline.errors import DataError
+from data_pipeline.splitting import split_documents
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer, read_manifest
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.evaluate import evaluate_model
@@ -44,6 +45,17 @@ def test_condition_columns_come_from_the_csv_with_dates_bucketed(tmp_path: Path)
     with pytest.raises(DataError, match=r"has no column 'category' named in condition_columns; "
                                         r"its columns are \['headline_text', 'topic', 'publish_date'\]"):
         load_corpus(missing)
+
+
+def test_conditions_follow_their_documents_through_split_and_duplicate_dropping(tmp_path: Path) -> None:
+    texts = [f"document number {i} about {'sport' if i % 2 else 'politics'}" for i in range(60)]
+    texts += texts[:10]  # exact duplicates, dropped from validation and test
+    conditions = [("sport" if "sport" in text else "politics",) for text in texts]
+    config = make_data_config(tmp_path, split_fractions=[0.6, 0.2, 0.2])
+    split = split_documents(texts, None, config, conditions)
+    assert split.cross_split_duplicates_dropped > 0
+    for documents, values in zip((split.train, split.validation, split.test), split.conditions):
+        assert [("sport" if "sport" in text else "politics",) for text in documents] == values
 
 
 @pytest.mark.parametrize("kind", ["char", "bpe"])
