@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from data_factories import make_config as make_data_config
 from data_factories import write_csv
-from training_factories import (CONDITION_LETTERS, make_conditional_corpus, make_config)
+from training_factories import (CONDITION_LETTERS, conditional_documents, make_conditional_corpus,
+                                make_config)
 
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.datasets import build_datasets
@@ -23,6 +24,7 @@ from evaluation.generate import main as generate_main
 from evaluation.generation import generate
 from model_architectures.registry import family_names, hyperparameters_for
 from model_architectures.saving import load_trained_model
+from training_assets.experiment import run_experiment
 from training_assets.strategy import select_strategy
 from training_assets.trainer import train_model
 
@@ -152,3 +154,23 @@ def test_generation_refuses_unknown_or_missing_conditions(tmp_path: Path, capsys
                           "--sampler", "greedy", "--max-new-tokens", "5"]) == 0
     printed = capsys.readouterr().out.split("\n")[:2]
     assert all(line and set(line) <= set(CONDITION_LETTERS["b"]) for line in printed), printed
+
+
+def test_the_experiment_reports_the_condition_gain_from_a_csv(tmp_path: Path) -> None:
+    texts, conditions = conditional_documents(400)
+    data = write_csv(tmp_path / "letters.csv", [[text, category] for text, (category,)
+                                                 in zip(texts, conditions)], ["text", "category"])
+    # 26 distinct texts in 400 documents: keep the repeats, or nothing is left to test on.
+    config = make_config(tmp_path, data_file=str(data), text_column="text",
+                         condition_columns=["category"], max_len=12, final_training_epochs=3,
+                         drop_cross_split_duplicates=False, drop_near_duplicates=False)
+    result = run_experiment(config)
+    table = result.table.set_index("model")
+    assert table.loc["gru", "condition_gain_bits_per_char"] > 0.2
+    assert np.isnan(table.loc["kn_3gram", "condition_gain_bits_per_char"])
+    assert len(table) == 2  # no interpolation row: the n-gram model would score control tokens
+    # The report's samples are given the most frequent train category.
+    train_categories = [c for (c,) in result.data.corpus.conditions_of("train")]
+    common = max(set(train_categories), key=train_categories.count)
+    samples = json.loads((Path(config.plots_dir) / "samples.json").read_text())["gru"]
+    assert sum(set(text) <= set(CONDITION_LETTERS[common]) for text in samples) >= len(samples) - 1
