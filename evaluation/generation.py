@@ -24,6 +24,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
+from data_pipeline.conditions import check_generation_conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
@@ -270,10 +271,26 @@ def document_start_id(config: ExperimentConfig | Mapping[str, Any] | None = None
 
 
 def encode_prompts(tokenizer: TextTokenizer, prompts: Sequence[str],
-                   start_id: int | None = None) -> list[list[int]]:
-    """[start] + encode(prompt): "" gives [start] alone, the start of a new document."""
+                   start_id: int | None = None,
+                   conditions: Mapping[str, str] | None = None) -> list[list[int]]:
+    """[start] + condition ids + encode(prompt): "" starts a new document.
+
+    `conditions` (column -> value) are required exactly when the tokenizer has condition
+    tokens; an unknown column or value fails with the known ones.
+    """
     start = tokenizer.eos_id if start_id is None else start_id
-    return [[start] + (tokenizer.encode(prompt) if prompt else []) for prompt in prompts]
+    prefix = condition_prefix(tokenizer, conditions)
+    return [[start, *prefix] + (tokenizer.encode(prompt) if prompt else []) for prompt in prompts]
+
+
+def condition_prefix(tokenizer: TextTokenizer, conditions: Mapping[str, str] | None) -> list[int]:
+    """The condition ids a document of these values starts with, in training's column order."""
+    known = tokenizer.known_conditions
+    check_generation_conditions(conditions, known)
+    if not known:
+        return []
+    columns = list(known)
+    return tokenizer.encode_conditions(columns, [tuple(str(conditions[c]) for c in columns)])[0]
 
 
 def check_tokenizer(model: keras.Model, tokenizer: TextTokenizer) -> None:
@@ -289,13 +306,15 @@ def generate_timed(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequen
                    max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
                    top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                    seed: int | None = None, start_id: int | None = None,
-                   jit_compile: bool | None = None) -> TimedGeneration:
+                   jit_compile: bool | None = None,
+                   conditions: Mapping[str, str] | None = None) -> TimedGeneration:
     """`generate` plus ids and decoding speed (ms per step, compilation excluded)."""
     check_tokenizer(model, tokenizer)
-    encoded = encode_prompts(tokenizer, prompts, start_id)
+    encoded = encode_prompts(tokenizer, prompts, start_id, conditions)
     sampled = sample_ids(model, encoded, max_new_tokens, sampler, temperature, top_k, top_p,
                          beam_width, seed, jit_compile=jit_compile)
-    documents = [ids[1:] + new for ids, new in zip(encoded, sampled.token_ids)]
+    skipped = 1 + len(tokenizer.known_conditions)  # the start id and the condition ids
+    documents = [ids[skipped:] + new for ids, new in zip(encoded, sampled.token_ids)]
     return TimedGeneration(texts=tokenizer.decode_batch(documents), token_ids=documents,
                            ms_per_token=sampled.ms_per_token, seconds=sampled.seconds,
                            steps=sampled.steps)
@@ -305,19 +324,25 @@ def generate_ids(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence
                  max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
                  top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                  seed: int | None = None, start_id: int | None = None,
-                 jit_compile: bool | None = None) -> list[list[int]]:
+                 jit_compile: bool | None = None,
+                 conditions: Mapping[str, str] | None = None) -> list[list[int]]:
     """Ids of each generated document: the prompt's ids, then new ids up to (without) [EOS]."""
     return generate_timed(model, tokenizer, prompts, max_new_tokens, sampler, temperature, top_k,
-                          top_p, beam_width, seed, start_id, jit_compile).token_ids
+                          top_p, beam_width, seed, start_id, jit_compile, conditions).token_ids
 
 
 def generate(model: keras.Model, tokenizer: TextTokenizer, prompts: list[str],
              max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
              top_k: int = 40, top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
-             start_id: int | None = None, jit_compile: bool | None = None) -> list[str]:
-    """One generated document (prompt + continuation) per prompt; "" starts a new document."""
+             start_id: int | None = None, jit_compile: bool | None = None,
+             conditions: Mapping[str, str] | None = None) -> list[str]:
+    """One generated document (prompt + continuation) per prompt; "" starts a new document.
+
+    `conditions`: the condition columns' values (e.g. {"category": "computers"}) when the model
+    was trained with condition_columns.
+    """
     return generate_timed(model, tokenizer, prompts, max_new_tokens, sampler, temperature, top_k,
-                          top_p, beam_width, seed, start_id, jit_compile).texts
+                          top_p, beam_width, seed, start_id, jit_compile, conditions).texts
 
 
 def generation_ms_per_token(model: keras.Model, tokenizer: TextTokenizer,
@@ -326,7 +351,10 @@ def generation_ms_per_token(model: keras.Model, tokenizer: TextTokenizer,
                             jit_compile: bool | None = None) -> float:
     """Median milliseconds per decoding step over `repeats` runs of exactly max_new_tokens steps."""
     check_tokenizer(model, tokenizer)
-    encoded = encode_prompts(tokenizer, prompts)
+    known = tokenizer.known_conditions  # timing only: any known value will do
+    encoded = encode_prompts(tokenizer, prompts,
+                             conditions={column: values[0] for column, values in known.items()
+                                         if values} or None)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # a clipped max_new_tokens is fine for timing
         timings = [sample_ids(model, encoded, max_new_tokens, sampler, seed=0, stop_at_end=False,

@@ -42,6 +42,9 @@ def pairing_problem(config: "ExperimentConfig") -> str | None:
     if config.objective != "causal":
         return (f"objective={config.objective!r} predicts one target per window, not every token "
                 "of the stream; use objective='causal'")
+    if config.condition_columns:
+        return ("condition_columns put condition tokens into the stream, which the n-gram model "
+                "would score as text; use condition_columns=[] for this row")
     if not config.packing:
         return ("packing=False starts each document in its own row with [BOS] and truncates it at "
                 "max_len, so its targets are not the n-gram model's token stream; use packing=True")

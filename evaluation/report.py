@@ -13,9 +13,11 @@ from evaluation.evaluate import EvaluationResult
 
 COLUMNS = ("model", "parameters", "test_perplexity", "test_bits_per_char", "test_accuracy",
            "train_seconds", "train_tokens_per_second", "generation_ms_per_token",
-           "distinct_1", "distinct_2", "known_word_share", "memorised_share")
+           "distinct_1", "distinct_2", "known_word_share", "memorised_share",
+           "condition_gain_bits_per_char")
 # Markdown number formats, one per column above (the CSV keeps full precision).
-_MARKDOWN_FORMATS = ("", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f", ".3f")
+_MARKDOWN_FORMATS = ("", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f", ".3f",
+                     ".4f")
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class ModelReport:
     distinct_2: float | None = None
     known_word_share: float | None = None  # share of sampled words found in the training split
     memorised_share: float | None = None
+    # test bits/char of the same model with the condition values shuffled across test documents
+    shuffled_condition_bits_per_char: float | None = None
     baseline: bool = False  # drawn as a reference line, not a bar, in the plots
 
     def row(self) -> dict[str, object]:
@@ -55,7 +59,15 @@ class ModelReport:
             "distinct_2": value(self.distinct_2),
             "known_word_share": value(self.known_word_share),
             "memorised_share": value(self.memorised_share),
+            "condition_gain_bits_per_char": value(self.condition_gain_bits_per_char),
         }
+
+    @property
+    def condition_gain_bits_per_char(self) -> float | None:
+        """Bits per character the conditions are worth: shuffled minus own conditions' bits/char."""
+        if self.shuffled_condition_bits_per_char is None:
+            return None
+        return self.shuffled_condition_bits_per_char - self.evaluation.bits_per_char
 
 
 def comparison_table(rows: list[ModelReport]) -> pd.DataFrame:

@@ -13,7 +13,7 @@ import pytest
 from data_factories import make_config, write_csv
 from data_pipeline.corpus import load_corpus
 from data_pipeline.errors import ConfigError, DataError
-from data_pipeline.sources import read_documents, read_fortunes
+from data_pipeline.sources import FORTUNE_FILES, read_documents, read_fortunes
 
 
 def test_csv_with_bom_quotes_and_empty_rows(tmp_path: Path) -> None:
@@ -51,15 +51,22 @@ def test_other_encoding_when_configured(tmp_path: Path) -> None:
 
 def test_builtin_fortunes_corpus() -> None:
     raw = read_fortunes()
-    assert 11_000 < len(raw.texts) < 13_000
+    assert 13_000 < len(raw.texts) < 15_000
     assert not any(line == "%" for text in raw.texts for line in text.splitlines())
     assert not any("$FreeBSD$" in text for text in raw.texts)
     assert any("\n" in text for text in raw.texts)  # multi-line fortunes stay whole
-    # The offensive file is a different file of the same package, and it is not read.
-    offensive = Path(raw.source.split("(", 1)[1].rstrip(")")).with_name("fortunes-o")
-    if offensive.is_file():
-        first = offensive.read_text(encoding="utf-8", errors="replace").split("\n%\n")[1].strip()
-        assert first not in {text.strip() for text in raw.texts}
+    # Each text's `category` is the file it comes from, in FORTUNE_FILES order.
+    categories = [category for (category,) in raw.conditions]
+    assert len(categories) == len(raw.texts)
+    assert list(dict.fromkeys(categories)) == list(FORTUNE_FILES)
+    assert categories.count("fortunes") > 10 * categories.count("zippy") > 0
+    # The potentially offensive files are other files of the same package, and they are not read.
+    folder = Path(raw.source.split("(", 1)[1].rstrip(")"))
+    for name in ("fortunes-o", "murphy-o", "limerick"):
+        offensive = folder / name
+        if offensive.is_file():
+            first = offensive.read_text(encoding="utf-8", errors="replace").split("\n%\n")[1].strip()
+            assert first not in {text.strip() for text in raw.texts}
 
 
 class _RecordingHandler(http.server.SimpleHTTPRequestHandler):

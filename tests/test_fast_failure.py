@@ -72,6 +72,10 @@ BAD_INPUTS = {
     "missing data file": ({"data_file": "absent.csv"}, "absent.csv' does not exist"),
     "missing CSV column": ({"data_file": "news.csv", "text_column": "title"},
                            "has no column text_column='title'"),
+    "bad condition bucket": ({"condition_columns": ["publish_date:century"]},
+                             "a date column is bucketed with one of ['publish_date:year'"),
+    "missing condition column": ({"data_file": "news.csv", "condition_columns": ["category"]},
+                                 "has no column 'category' named in condition_columns"),
 }
 
 

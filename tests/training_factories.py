@@ -80,3 +80,31 @@ def unigram_perplexity(token_stream: np.ndarray) -> float:
     _, counts = np.unique(targets, return_counts=True)
     probabilities = counts / counts.sum()
     return float(np.exp(-(counts * np.log(probabilities)).sum() / counts.sum()))
+
+
+CONDITION_LETTERS = {"a": ALPHABET[:13], "b": ALPHABET[13:]}  # category -> the letters its text uses
+
+
+def conditional_documents(count: int, seed: int = 0,
+                          length: int = 5) -> tuple[list[str], list[tuple[str, ...]]]:
+    """Texts whose letters depend on their category: "a" texts run through a..m (wrapping inside
+    it) from a random start, "b" texts through n..z. Only the condition tells the first letter's
+    half of the alphabet; after it, the rest of the text is certain."""
+    rng = np.random.default_rng(seed)
+    texts, conditions = [], []
+    for category, start in zip(rng.choice(sorted(CONDITION_LETTERS), size=count),
+                               rng.integers(0, 13, size=count)):
+        letters = CONDITION_LETTERS[category]
+        texts.append("".join(letters[(start + i) % len(letters)] for i in range(length)))
+        conditions.append((str(category),))
+    return texts, conditions
+
+
+def make_conditional_corpus(documents: int = 400, seed: int = 0) -> Corpus:
+    """conditional_documents split 80/10/10, with their `category` values beside them."""
+    texts, conditions = conditional_documents(documents, seed)
+    cuts = {"train": (0, int(0.8 * documents)),
+            "validation": (int(0.8 * documents), int(0.9 * documents)),
+            "test": (int(0.9 * documents), documents)}
+    return Corpus(**{name: texts[a:b] for name, (a, b) in cuts.items()}, source="generated",
+                  report={}, conditions={name: conditions[a:b] for name, (a, b) in cuts.items()})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,7 @@ from data_pipeline.datasets import Datasets, build_datasets
 from data_pipeline.manifests import write_json
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import fit_kneser_ney, kneser_ney_report
+from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.evaluate import evaluate_model
 from evaluation.generation import document_start_id, generate_timed
 from evaluation.interpolation import Interpolation, interpolate, pairing_problem
@@ -105,7 +107,7 @@ def prepare_data(config: ExperimentConfig, environment: Environment,
     """Load, clean and split the corpus (unless given), fit (or reuse) the tokenizer, build the
     tf.data splits."""
     corpus = load_corpus(config) if corpus is None else corpus
-    tokenizer = fit_or_load_tokenizer(corpus.train, config)
+    tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"))
     datasets = build_datasets(corpus, tokenizer, config, num_replicas=environment.replicas)
     return PreparedData(corpus=corpus, tokenizer=tokenizer, datasets=datasets)
 
@@ -138,11 +140,14 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
     """Test-split metrics of the best checkpoint, generation speed and sample quality."""
     model = load_trained_model(training.checkpoint_path)  # as the generate CLI does: no optimizer
     evaluation = evaluate_model(model, data.datasets.test)
+    shuffled = shuffled_condition_evaluation(model, data.corpus, data.tokenizer, config,
+                                             data.datasets.global_batch_size)
     generated = generate_timed(
         model, data.tokenizer, list(config.prompts) * config.num_samples,
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
-        beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config))
+        beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
+        conditions=most_common_conditions(config, data.corpus))
     report = ModelReport(
         model=training.family,
         evaluation=evaluation,
@@ -154,9 +159,19 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         distinct_2=distinct_n(generated.texts, 2),
         known_word_share=known_word_share(generated.texts, data.corpus.train),
         memorised_share=memorisation_rate(generated.texts, data.corpus.train),
+        shuffled_condition_bits_per_char=None if shuffled is None else shuffled.bits_per_char,
     )
     return FamilyRun(family=training.family, training=training, report=report,
                      samples=generated.texts)
+
+
+def most_common_conditions(config: ExperimentConfig, corpus: Corpus) -> dict[str, str] | None:
+    """Each condition column's most frequent train value: what the report's samples are given."""
+    train = corpus.conditions_of("train")
+    if not config.condition_columns or not train:
+        return None
+    return {column: Counter(values[i] for values in train).most_common(1)[0][0]
+            for i, column in enumerate(config.condition_columns)}
 
 
 def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport:
