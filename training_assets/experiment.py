@@ -282,8 +282,9 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     return ExperimentResult(environment, data, runs, baseline, table, artifacts, interpolation)
 
 
-def conclusions(runs: list[FamilyRun], baseline: ModelReport | None) -> str:
-    """A few sentences drawn from the measured figures: the winner, the bar, the cost."""
+def conclusions(runs: list[FamilyRun], baseline: ModelReport | None,
+                interpolation: Interpolation | None = None) -> str:
+    """A few sentences drawn from the measured figures: the winner, the bar, the mix, the cost."""
     if not runs:
         return "No model was trained."
     ranked = sorted(runs, key=lambda run: run.report.evaluation.bits_per_char)
@@ -301,6 +302,12 @@ def conclusions(runs: list[FamilyRun], baseline: ModelReport | None) -> str:
                         f"no neural model beats it yet ({best.model} is {-margin:.3f} bits per "
                         "character above it): train longer or larger "
                         "(`final_training_epochs`, `train_time_budget_seconds`)."))
+    if interpolation is not None:
+        mixed = interpolation.test.bits_per_char
+        lines.append(f"- Mixed per token with the n-gram model ({interpolation.weight:.2f} neural, "
+                     f"fitted on validation): **{interpolation.model}**, {mixed:.3f} bits per "
+                     f"character, {best.evaluation.bits_per_char - mixed:.3f} below {best.model} "
+                     "alone: what each model knows that the other does not.")
     for run in ranked[1:]:
         gap = run.report.evaluation.bits_per_char - best.evaluation.bits_per_char
         lines.append(f"- {run.family}: +{gap:.3f} bits per character, {run.report.parameters:,} "
