@@ -124,10 +124,8 @@ def first_time_below(points: Sequence[dict[str, float]], bar: float) -> float | 
 
 # --- the reference formulation's model ---------------------------------------------------------
 def last_position_model(language_model: Any):
-    """The framework model's layers, with logits for the last position only: (B, T) -> (B, 1, V)."""
+    """The framework model through its contract's `call_last`: (B, T) -> (B, 1, V)."""
     import keras
-
-    from model_architectures.transformer import TransformerLanguageModel
 
     class LastPositionModel(keras.Model):
         def __init__(self, inner: keras.Model, **kwargs: Any) -> None:
@@ -135,16 +133,7 @@ def last_position_model(language_model: Any):
             self.inner = inner
 
         def call(self, token_ids, training: bool = False):
-            inner = self.inner
-            if isinstance(inner, TransformerLanguageModel):
-                x = inner._embed(token_ids, training=training)  # (B, T, E)
-                for block in inner.blocks:
-                    x = block(x, training=training)
-            else:
-                x = inner.dropouts[0](inner.token_embedding(token_ids), training=training)
-                for layer, dropout in zip(inner.recurrent_layers, inner.dropouts[1:]):
-                    x = dropout(layer(x, training=training)[0], training=training)  # (B, T, U)
-            return inner._logits(x[:, -1:, :])  # (B, 1, V): the one prediction the loss uses
+            return self.inner.call_last(token_ids, training=training)  # the one prediction the loss uses
 
     return LastPositionModel(language_model)
 

@@ -1,10 +1,13 @@
 """Text generation with keras-hub samplers, one model step per new token.
 
-Every model in model_architectures offers `build_cache` / `call_with_cache` (key/value cache for
-attention, carried state for recurrent layers). Prompts are right-padded into one buffer, as
-keras-hub does: all prompt tokens but the last of the shortest prompt are fed at once (prefill),
-then a compiled loop feeds one token per step from there; longer prompts keep their own tokens
-(the sampler never overwrites prompt positions). Every prompt starts with the token that starts
+Only the model-family contract (model_architectures/contract.py) is used. A family with a cache
+(`has_cache`: key/value cache for attention, carried state for recurrent layers) is fed through
+`build_cache` / `call_with_cache`: prompts are right-padded into one buffer, as keras-hub does,
+all prompt tokens but the last of the shortest prompt are fed at once (prefill), then a compiled
+loop feeds one token per step from there. A family without one (a bidirectional encoder)
+re-encodes the last `max_len` tokens with `call_last` for every new token, left-padded with
+[PAD] as the last-token training windows are at the start of the stream; its ms per token shows
+that cost. Longer prompts keep their own tokens (the sampler never overwrites prompt positions). Every prompt starts with the token that starts
 a document in training ([EOS], the separator of packed streams; [BOS] for packing=False), so an
 empty prompt starts a new document. [PAD] is never sampled.
 """
@@ -113,6 +116,15 @@ class _CompiledLoop:
             logits, cache = model_ref().call_with_cache(tokens, cache, step)  # (B, 1, V)
             return ops.squeeze(logits, axis=1) + never, None, cache  # (B, V)
 
+        window = model.max_len
+
+        def reencoded_logits(prompt, cache, index):
+            batch = ops.shape(prompt)[0]
+            padded = ops.concatenate([ops.zeros((batch, window), prompt.dtype), prompt], axis=1)
+            tokens = ops.slice(padded, [0, index], [batch, window])  # the window before `index`
+            logits = model_ref().call_last(tokens)  # (B, 1, V)
+            return ops.squeeze(logits, axis=1) + never, None, cache  # (B, V)
+
         def prefill(token_ids, cache):  # (B, t) prompt tokens before the first sampled one
             return model_ref().call_with_cache(token_ids, cache, 0)[1]
 
@@ -120,7 +132,8 @@ class _CompiledLoop:
         self.prefill = tf.function(prefill, reduce_retracing=True)
 
         def run(token_ids, cache, index, mask, stop_token_ids):
-            return self.sampler(next=next_logits, prompt=token_ids, cache=cache, index=index,
+            step = next_logits if model_ref().has_cache else reencoded_logits
+            return self.sampler(next=step, prompt=token_ids, cache=cache, index=index,
                                 mask=mask, stop_token_ids=stop_token_ids, model=model_ref())
 
         # partial objects, not lambdas: tf.function counts retracing per code object, and each
@@ -153,7 +166,7 @@ def _loop_for(model: keras.Model, sampler: str, temperature: float, top_k: int, 
 
 
 def _vocab_size(model: keras.Model) -> int:
-    return int(getattr(model, "vocab_size", None) or model.output_shape[-1])
+    return int(model.vocab_size)
 
 
 @dataclass(frozen=True)
@@ -198,7 +211,7 @@ def sample_ids(model: keras.Model, prompt_ids: Sequence[Sequence[int]], max_new_
         raise DataError(f"prompt token ids {bad[:5]} are outside the model's vocabulary "
                         f"(0..{vocab_size - 1}): was the prompt encoded with another tokenizer?")
     longest = max(map(len, prompts))
-    limit = getattr(model, "max_sequence_length", None)
+    limit = model.max_sequence_length
     if limit is not None:
         if longest >= limit:
             raise DataError(f"a prompt has {longest} tokens (with the document-start token) but "
@@ -252,8 +265,8 @@ def _run(model: keras.Model, loop: _CompiledLoop, batch: _Batch, stop_at_end: bo
     """Prefill the cache with all but the last token of the shortest prompt, then sample."""
     start = min(batch.lengths)  # first position the sampler may write
     batch_size, total = batch.token_ids.shape
-    cache = model.build_cache(batch_size, total)
-    if start > 1:
+    cache = model.build_cache(batch_size, total) if model.has_cache else None
+    if start > 1 and model.has_cache:
         cache = loop.prefill(tf.constant(batch.token_ids[:, : start - 1]), cache)
     out = loop.functions[stop_at_end](tf.constant(batch.token_ids), cache,
                                       tf.constant(start, dtype="int32"), tf.constant(batch.mask))
