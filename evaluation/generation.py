@@ -30,6 +30,7 @@ from keras import ops
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
+from model_architectures.contract import LanguageModel
 
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
 PAD_ID, EOS_ID = TextTokenizer.pad_id, TextTokenizer.eos_id
@@ -101,7 +102,7 @@ class _CompiledLoop:
     the same tokens every time.
     """
 
-    def __init__(self, model: keras.Model, sampler: keras_hub.samplers.Sampler,
+    def __init__(self, model: LanguageModel, sampler: keras_hub.samplers.Sampler,
                  jit_compile: bool, vocab_size: int) -> None:
         self.sampler = sampler
         self.traced: set[tuple] = set()
@@ -153,7 +154,7 @@ class _CompiledLoop:
 _LOOPS: "weakref.WeakKeyDictionary[keras.Model, dict[tuple, _CompiledLoop]]" = weakref.WeakKeyDictionary()
 
 
-def _loop_for(model: keras.Model, sampler: str, temperature: float, top_k: int, top_p: float,
+def _loop_for(model: LanguageModel, sampler: str, temperature: float, top_k: int, top_p: float,
               beam_width: int, jit_compile: bool) -> _CompiledLoop:
     per_model = _LOOPS.setdefault(model, {})
     key = (sampler, temperature, top_k, top_p, beam_width, jit_compile)
@@ -165,7 +166,7 @@ def _loop_for(model: keras.Model, sampler: str, temperature: float, top_k: int, 
     return per_model[key]
 
 
-def _vocab_size(model: keras.Model) -> int:
+def _vocab_size(model: LanguageModel) -> int:
     return int(model.vocab_size)
 
 
@@ -188,7 +189,7 @@ class _Batch:
         return cls(rows, lengths, token_ids, mask)
 
 
-def sample_ids(model: keras.Model, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
+def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
                sampler: str = "top_p", temperature: float = 1.0, top_k: int = 40,
                top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
                stop_at_end: bool = True, jit_compile: bool | None = None) -> SampledIds:
@@ -261,7 +262,7 @@ def sample_ids(model: keras.Model, prompt_ids: Sequence[Sequence[int]], max_new_
     return SampledIds(continuations, seconds, steps)
 
 
-def _run(model: keras.Model, loop: _CompiledLoop, batch: _Batch, stop_at_end: bool) -> np.ndarray:
+def _run(model: LanguageModel, loop: _CompiledLoop, batch: _Batch, stop_at_end: bool) -> np.ndarray:
     """Prefill the cache with all but the last token of the shortest prompt, then sample."""
     start = min(batch.lengths)  # first position the sampler may write
     batch_size, total = batch.token_ids.shape
@@ -289,7 +290,7 @@ def encode_prompts(tokenizer: TextTokenizer, prompts: Sequence[str],
     return [[start] + (tokenizer.encode(prompt) if prompt else []) for prompt in prompts]
 
 
-def check_tokenizer(model: keras.Model, tokenizer: TextTokenizer) -> None:
+def check_tokenizer(model: LanguageModel, tokenizer: TextTokenizer) -> None:
     """DataError unless the tokenizer's vocabulary has the model's size."""
     vocab_size = _vocab_size(model)
     if tokenizer.vocab_size != vocab_size:
@@ -298,7 +299,7 @@ def check_tokenizer(model: keras.Model, tokenizer: TextTokenizer) -> None:
                         "was trained with (tokenizer_path in its manifest)")
 
 
-def generate_timed(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence[str],
+def generate_timed(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequence[str],
                    max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
                    top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                    seed: int | None = None, start_id: int | None = None,
@@ -314,7 +315,7 @@ def generate_timed(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequen
                            steps=sampled.steps)
 
 
-def generate_ids(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence[str],
+def generate_ids(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequence[str],
                  max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
                  top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                  seed: int | None = None, start_id: int | None = None,
@@ -324,7 +325,7 @@ def generate_ids(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence
                           top_p, beam_width, seed, start_id, jit_compile).token_ids
 
 
-def generate(model: keras.Model, tokenizer: TextTokenizer, prompts: list[str],
+def generate(model: LanguageModel, tokenizer: TextTokenizer, prompts: list[str],
              max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
              top_k: int = 40, top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
              start_id: int | None = None, jit_compile: bool | None = None) -> list[str]:
@@ -333,7 +334,7 @@ def generate(model: keras.Model, tokenizer: TextTokenizer, prompts: list[str],
                           top_p, beam_width, seed, start_id, jit_compile).texts
 
 
-def generation_ms_per_token(model: keras.Model, tokenizer: TextTokenizer,
+def generation_ms_per_token(model: LanguageModel, tokenizer: TextTokenizer,
                             prompts: Sequence[str] = ("",), max_new_tokens: int = 32,
                             sampler: str = "greedy", repeats: int = 3,
                             jit_compile: bool | None = None) -> float:

@@ -14,7 +14,7 @@ from typing import Any, ClassVar
 
 import keras
 
-OBJECTIVES = ("causal", "last_token")  # CONFIG['objective'] values, in data_pipeline/config.py
+from model_architectures.registry import OBJECTIVES
 REQUIRED_METHODS = ("hidden_states", "output_logits", "forward_flops_per_token")
 
 

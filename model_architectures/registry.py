@@ -26,6 +26,10 @@ if TYPE_CHECKING:
     Builder = Callable[..., keras.Model]
 
 
+# The training layouts of data_pipeline/datasets.py (CONFIG['objective']).
+OBJECTIVES = ("causal", "last_token")
+
+
 @dataclass(frozen=True)
 class Family:
     """Where a model family lives, and what can be known of it without importing it."""
@@ -35,7 +39,7 @@ class Family:
     space: SearchSpace  # its hyperparameters, from a module without keras
     tiny: Mapping[str, Any]  # hyperparameters of the small model every test builds
     options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
-    objectives: tuple[str, ...] = ("causal", "last_token")  # the model class declares the same
+    objectives: tuple[str, ...] = OBJECTIVES  # the model class declares the same
     objective_reason: str = ""  # why an objective outside `objectives` is refused
 
     def load_builder(self) -> Builder:
