@@ -132,9 +132,10 @@ class _CompiledLoop:
         # Compiled: run eagerly, the prefill of a short prompt cost more than 50 decoding steps.
         self.prefill = tf.function(prefill, reduce_retracing=True)
 
+        step_logits = next_logits if model.has_cache else reencoded_logits
+
         def run(token_ids, cache, index, mask, stop_token_ids):
-            step = next_logits if model_ref().has_cache else reencoded_logits
-            return self.sampler(next=step, prompt=token_ids, cache=cache, index=index,
+            return self.sampler(next=step_logits, prompt=token_ids, cache=cache, index=index,
                                 mask=mask, stop_token_ids=stop_token_ids, model=model_ref())
 
         # partial objects, not lambdas: tf.function counts retracing per code object, and each

@@ -45,8 +45,10 @@ def test_generation_past_the_window_re_encodes_the_last_max_len_tokens(trained_c
         ids = list(prompt)
         for _ in range(steps):
             window_ids = ([0] * window + ids)[-window:]  # [PAD]-filled on the left, as in training
-            logits = np.asarray(model(np.array([window_ids], dtype="int32")))[0, -1]
+            logits = np.array(model(np.array([window_ids], dtype="int32")))[0, -1]
             logits[0] = -np.inf  # [PAD] is never generated
             ids.append(int(logits.argmax()))
         assert generated == ids[len(prompt):]
-    assert result.steps == steps and result.ms_per_token > 0
+    # A trained model: what it generates depends on the window, not one token throughout.
+    assert len({token for generated in result.token_ids for token in generated}) > 2
+    assert result.ms_per_token > 0
