@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import keras
 
 from model_architectures.registry import OBJECTIVES
+
 REQUIRED_METHODS = ("hidden_states", "output_logits", "forward_flops_per_token")
 
 
