@@ -123,8 +123,8 @@ class _CompiledLoop:
             batch = ops.shape(prompt)[0]
             padded = ops.concatenate([ops.zeros((batch, window), prompt.dtype), prompt], axis=1)
             tokens = ops.slice(padded, [0, index], [batch, window])  # the window before `index`
-            logits = model_ref().call_last(tokens)  # (B, 1, V)
-            return ops.squeeze(logits, axis=1) + never, None, cache  # (B, V)
+            logits = model_ref().call_last(tokens)  # (B, 1, V); length 1 may be unknown in a graph
+            return logits[:, -1, :] + never, None, cache  # (B, V)
 
         def prefill(token_ids, cache):  # (B, t) prompt tokens before the first sampled one
             return model_ref().call_with_cache(token_ids, cache, 0)[1]
