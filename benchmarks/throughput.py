@@ -12,9 +12,10 @@ Run `python -m benchmarks.throughput [--quick] [--profile DIR]`.
    Skipped with a message when torch is not installed (requirements-bench.txt).
 Every setting runs in its own process: thread counts are fixed when TensorFlow/PyTorch start.
 
-Model FLOPs per token (training = 3 x forward, the usual 6N rule): 6 x the weights that multiply
-each token (tied output counted once, lookups not counted) + 12 x layers x T x width for
-attention (full T x T scores, as PaLM's MFU counts them).
+Model FLOPs per token: 3 x the family's own `forward_flops_per_token()` (the model-family
+contract: 2 x the weights that multiply each token, tied output counted once, lookups not
+counted, plus attention over the full T x T scores, as PaLM's MFU counts them); training is
+forward + backward, the usual 6N rule.
 """
 
 from __future__ import annotations
@@ -45,17 +46,9 @@ MATMUL_SIZE = 1024
 
 
 # --- figures shared by both frameworks -----------------------------------------------------------
-def training_flops_per_token(model: Any, max_len: int) -> float:
-    """6 x per-token matmul weights + 12 x layers x T x width (see the module docstring)."""
-    weights = model.count_params()
-    embedding = model.token_embedding.embeddings.shape
-    if not model.tie_embeddings:
-        weights -= embedding[0] * embedding[1]  # untied: the input lookup multiplies nothing
-    attention = 0.0
-    if hasattr(model, "position_embedding"):
-        weights -= max_len * model.embedding_dim  # a lookup too
-        attention = 12.0 * model.num_layers * max_len * model.embedding_dim
-    return 6.0 * weights + attention
+def training_flops_per_token(model: Any) -> float:
+    """3 x the model's forward FLOPs per predicted token (see the module docstring)."""
+    return 3.0 * model.forward_flops_per_token()
 
 
 def tf_matmul_peak_gflops(size: int = MATMUL_SIZE, repeats: int = 20) -> float:
@@ -135,7 +128,7 @@ def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
     model.fit(dataset, steps_per_epoch=steps + warm + 1, epochs=1, callbacks=[clock], verbose=0)
     rate = clock.rate(BATCH * MAX_LEN, warm)
     peak = tf_matmul_peak_gflops()
-    flops = training_flops_per_token(model, MAX_LEN)
+    flops = training_flops_per_token(model)
     return {"family": arguments["family"], "xla": arguments["jit_compile"],
             "threads": arguments["threads"] or os.cpu_count(), "parameters": model.count_params(),
             **{key: round(value, 3) for key, value in rate.items()},
@@ -204,7 +197,7 @@ def keras_gpt_worker(arguments: dict[str, Any]) -> dict[str, Any]:
     model.fit(dataset.prefetch(2), epochs=1, callbacks=[clock], verbose=0)
     rate = clock.rate(GPT_BATCH * GPT_MAX_LEN, warm)
     peak = tf_matmul_peak_gflops()
-    flops = training_flops_per_token(model, GPT_MAX_LEN)
+    flops = training_flops_per_token(model)
     return {"framework": "keras", "xla": arguments["jit_compile"],
             "threads": arguments["threads"] or os.cpu_count(), "steps": steps,
             **{key: round(value, 3) for key, value in rate.items()},

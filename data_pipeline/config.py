@@ -15,7 +15,8 @@ from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationI
                       model_validator)
 
 from data_pipeline.errors import ConfigError
-from model_architectures.registry import FAMILIES, check_hyperparameters, unknown_family_message
+from model_architectures.registry import (FAMILIES, check_hyperparameters, objective_problem,
+                                          unknown_family_message)
 
 CLEANING_STEPS = ("lowercase", "strip_punctuation", "strip_digits", "collapse_whitespace")
 CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
@@ -199,6 +200,10 @@ class ExperimentConfig(BaseModel):
             raise ValueError("jit_compile=True cannot be honoured with deterministic=True: Keras "
                              "turns XLA off under TensorFlow op determinism; set deterministic="
                              "False to compile with XLA, or jit_compile='auto'")
+        for family in self.models_to_run:
+            problem = objective_problem(family, self.objective)
+            if problem:
+                raise ValueError(problem)
         return self
 
     @property

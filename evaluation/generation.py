@@ -1,10 +1,13 @@
 """Text generation with keras-hub samplers, one model step per new token.
 
-Every model in model_architectures offers `build_cache` / `call_with_cache` (key/value cache for
-attention, carried state for recurrent layers). Prompts are right-padded into one buffer, as
-keras-hub does: all prompt tokens but the last of the shortest prompt are fed at once (prefill),
-then a compiled loop feeds one token per step from there; longer prompts keep their own tokens
-(the sampler never overwrites prompt positions). Every prompt starts with the token that starts
+Only the model-family contract (model_architectures/contract.py) is used. A family with a cache
+(`has_cache`: key/value cache for attention, carried state for recurrent layers) is fed through
+`build_cache` / `call_with_cache`: prompts are right-padded into one buffer, as keras-hub does,
+all prompt tokens but the last of the shortest prompt are fed at once (prefill), then a compiled
+loop feeds one token per step from there. A family without one (a bidirectional encoder)
+re-encodes the last `max_len` tokens with `call_last` for every new token, left-padded with
+[PAD] as the last-token training windows are at the start of the stream; its ms per token shows
+that cost. Longer prompts keep their own tokens (the sampler never overwrites prompt positions). Every prompt starts with the token that starts
 a document in training ([EOS], the separator of packed streams; [BOS] for packing=False), so an
 empty prompt starts a new document. [PAD] is never sampled.
 """
@@ -28,6 +31,7 @@ from data_pipeline.conditions import check_generation_conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
+from model_architectures.contract import LanguageModel
 
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
 PAD_ID, EOS_ID = TextTokenizer.pad_id, TextTokenizer.eos_id
@@ -99,7 +103,7 @@ class _CompiledLoop:
     the same tokens every time.
     """
 
-    def __init__(self, model: keras.Model, sampler: keras_hub.samplers.Sampler,
+    def __init__(self, model: LanguageModel, sampler: keras_hub.samplers.Sampler,
                  jit_compile: bool, vocab_size: int) -> None:
         self.sampler = sampler
         self.traced: set[tuple] = set()
@@ -114,14 +118,25 @@ class _CompiledLoop:
             logits, cache = model_ref().call_with_cache(tokens, cache, step)  # (B, 1, V)
             return ops.squeeze(logits, axis=1) + never, None, cache  # (B, V)
 
+        window = model.max_len
+
+        def reencoded_logits(prompt, cache, index):
+            batch = ops.shape(prompt)[0]
+            padded = ops.concatenate([ops.zeros((batch, window), prompt.dtype), prompt], axis=1)
+            tokens = ops.slice(padded, [0, index], [batch, window])  # the window before `index`
+            logits = model_ref().call_last(tokens)  # (B, 1, V); length 1 may be unknown in a graph
+            return logits[:, -1, :] + never, None, cache  # (B, V)
+
         def prefill(token_ids, cache):  # (B, t) prompt tokens before the first sampled one
             return model_ref().call_with_cache(token_ids, cache, 0)[1]
 
         # Compiled: run eagerly, the prefill of a short prompt cost more than 50 decoding steps.
         self.prefill = tf.function(prefill, reduce_retracing=True)
 
+        step_logits = next_logits if model.has_cache else reencoded_logits
+
         def run(token_ids, cache, index, mask, stop_token_ids):
-            return self.sampler(next=next_logits, prompt=token_ids, cache=cache, index=index,
+            return self.sampler(next=step_logits, prompt=token_ids, cache=cache, index=index,
                                 mask=mask, stop_token_ids=stop_token_ids, model=model_ref())
 
         # partial objects, not lambdas: tf.function counts retracing per code object, and each
@@ -141,7 +156,7 @@ class _CompiledLoop:
 _LOOPS: "weakref.WeakKeyDictionary[keras.Model, dict[tuple, _CompiledLoop]]" = weakref.WeakKeyDictionary()
 
 
-def _loop_for(model: keras.Model, sampler: str, temperature: float, top_k: int, top_p: float,
+def _loop_for(model: LanguageModel, sampler: str, temperature: float, top_k: int, top_p: float,
               beam_width: int, jit_compile: bool) -> _CompiledLoop:
     per_model = _LOOPS.setdefault(model, {})
     key = (sampler, temperature, top_k, top_p, beam_width, jit_compile)
@@ -153,8 +168,8 @@ def _loop_for(model: keras.Model, sampler: str, temperature: float, top_k: int, 
     return per_model[key]
 
 
-def _vocab_size(model: keras.Model) -> int:
-    return int(getattr(model, "vocab_size", None) or model.output_shape[-1])
+def _vocab_size(model: LanguageModel) -> int:
+    return int(model.vocab_size)
 
 
 @dataclass(frozen=True)
@@ -176,7 +191,7 @@ class _Batch:
         return cls(rows, lengths, token_ids, mask)
 
 
-def sample_ids(model: keras.Model, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
+def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
                sampler: str = "top_p", temperature: float = 1.0, top_k: int = 40,
                top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
                stop_at_end: bool = True, jit_compile: bool | None = None) -> SampledIds:
@@ -199,7 +214,7 @@ def sample_ids(model: keras.Model, prompt_ids: Sequence[Sequence[int]], max_new_
         raise DataError(f"prompt token ids {bad[:5]} are outside the model's vocabulary "
                         f"(0..{vocab_size - 1}): was the prompt encoded with another tokenizer?")
     longest = max(map(len, prompts))
-    limit = getattr(model, "max_sequence_length", None)
+    limit = model.max_sequence_length
     if limit is not None:
         if longest >= limit:
             raise DataError(f"a prompt has {longest} tokens (with the document-start token) but "
@@ -249,12 +264,12 @@ def sample_ids(model: keras.Model, prompt_ids: Sequence[Sequence[int]], max_new_
     return SampledIds(continuations, seconds, steps)
 
 
-def _run(model: keras.Model, loop: _CompiledLoop, batch: _Batch, stop_at_end: bool) -> np.ndarray:
+def _run(model: LanguageModel, loop: _CompiledLoop, batch: _Batch, stop_at_end: bool) -> np.ndarray:
     """Prefill the cache with all but the last token of the shortest prompt, then sample."""
     start = min(batch.lengths)  # first position the sampler may write
     batch_size, total = batch.token_ids.shape
-    cache = model.build_cache(batch_size, total)
-    if start > 1:
+    cache = model.build_cache(batch_size, total) if model.has_cache else None
+    if start > 1 and model.has_cache:
         cache = loop.prefill(tf.constant(batch.token_ids[:, : start - 1]), cache)
     out = loop.functions[stop_at_end](tf.constant(batch.token_ids), cache,
                                       tf.constant(start, dtype="int32"), tf.constant(batch.mask))
@@ -293,7 +308,7 @@ def condition_prefix(tokenizer: TextTokenizer, conditions: Mapping[str, str] | N
     return tokenizer.encode_conditions(columns, [tuple(str(conditions[c]) for c in columns)])[0]
 
 
-def check_tokenizer(model: keras.Model, tokenizer: TextTokenizer) -> None:
+def check_tokenizer(model: LanguageModel, tokenizer: TextTokenizer) -> None:
     """DataError unless the tokenizer's vocabulary has the model's size."""
     vocab_size = _vocab_size(model)
     if tokenizer.vocab_size != vocab_size:
@@ -302,7 +317,7 @@ def check_tokenizer(model: keras.Model, tokenizer: TextTokenizer) -> None:
                         "was trained with (tokenizer_path in its manifest)")
 
 
-def generate_timed(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence[str],
+def generate_timed(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequence[str],
                    max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
                    top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                    seed: int | None = None, start_id: int | None = None,
@@ -320,7 +335,7 @@ def generate_timed(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequen
                            steps=sampled.steps)
 
 
-def generate_ids(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence[str],
+def generate_ids(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequence[str],
                  max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
                  top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                  seed: int | None = None, start_id: int | None = None,
@@ -331,7 +346,7 @@ def generate_ids(model: keras.Model, tokenizer: TextTokenizer, prompts: Sequence
                           top_p, beam_width, seed, start_id, jit_compile, conditions).token_ids
 
 
-def generate(model: keras.Model, tokenizer: TextTokenizer, prompts: list[str],
+def generate(model: LanguageModel, tokenizer: TextTokenizer, prompts: list[str],
              max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
              top_k: int = 40, top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
              start_id: int | None = None, jit_compile: bool | None = None,
@@ -345,7 +360,7 @@ def generate(model: keras.Model, tokenizer: TextTokenizer, prompts: list[str],
                           top_p, beam_width, seed, start_id, jit_compile, conditions).texts
 
 
-def generation_ms_per_token(model: keras.Model, tokenizer: TextTokenizer,
+def generation_ms_per_token(model: LanguageModel, tokenizer: TextTokenizer,
                             prompts: Sequence[str] = ("",), max_new_tokens: int = 32,
                             sampler: str = "greedy", repeats: int = 3,
                             jit_compile: bool | None = None) -> float:

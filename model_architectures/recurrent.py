@@ -12,6 +12,7 @@ import keras
 import keras_tuner as kt
 from keras import ops
 
+from model_architectures.contract import LanguageModel, matmul_weights
 from model_architectures.recurrent_space import RECURRENT_SPACE
 from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
@@ -25,7 +26,7 @@ STATES_PER_LAYER = {"lstm": 2, "gru": 1, "simple_rnn": 1}  # LSTM carries (h, c)
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
-class RecurrentLanguageModel(RestoresTrainingState, keras.Model):
+class RecurrentLanguageModel(RestoresTrainingState, LanguageModel):
     """Token ids (B, T) -> next-token logits (B, T, V) through stacked LSTM/GRU/SimpleRNN layers."""
 
     def __init__(self, vocab_size: int, max_len: int, cell: str = "lstm", embedding_dim: int = 128,
@@ -77,20 +78,25 @@ class RecurrentLanguageModel(RestoresTrainingState, keras.Model):
             self.output_layer.build((batch, length, self.units))
         self.built = True
 
-    def call(self, token_ids, training: bool = False):
+    def hidden_states(self, token_ids, training: bool = False):
         x = self.token_embedding(token_ids)  # (B, T, E)
         x = self.dropouts[0](x, training=training)
         for layer, dropout in zip(self.recurrent_layers, self.dropouts[1:]):
             x = layer(x, training=training)[0]  # (B, T, units); states unused here
             x = dropout(x, training=training)
-        return self._logits(x)  # (B, T, V) float32
+        return x  # (B, T, units)
 
-    def _logits(self, x):
+    def output_logits(self, hidden):
         if self.output_layer is not None:
-            return self.output_layer(x)  # (B, T, V)
+            return self.output_layer(hidden)  # (B, t, V)
         if self.output_projection is not None:
-            x = self.output_projection(x)  # (B, T, E)
-        return ops.cast(self.token_embedding(x, reverse=True), "float32")  # (B, T, V)
+            hidden = self.output_projection(hidden)  # (B, t, E)
+        return ops.cast(self.token_embedding(hidden, reverse=True), "float32")  # (B, t, V)
+
+    def forward_flops_per_token(self) -> float:
+        """Each token runs every recurrent layer once, then the head."""
+        per_token = sum(matmul_weights(layer) for layer in self.recurrent_layers)
+        return 2.0 * (per_token + _head_weights(self))
 
     def build_cache(self, batch_size: int, max_length: int):
         """Zero states for every layer: (B, num_layers, states_per_layer, units).
@@ -113,7 +119,7 @@ class RecurrentLanguageModel(RestoresTrainingState, keras.Model):
             x = outputs[0]  # (B, t, units)
             new_states.append(ops.stack(list(outputs[1:]), axis=1))  # (B, S, units)
         cache = ops.cast(ops.stack(new_states, axis=1), cache.dtype)  # (B, L, S, units)
-        return self._logits(x), cache
+        return self.output_logits(x), cache
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
@@ -124,6 +130,13 @@ class RecurrentLanguageModel(RestoresTrainingState, keras.Model):
             "tie_embeddings": self.tie_embeddings,
         })
         return config
+
+
+def _head_weights(model: keras.Model) -> int:
+    """Weights of the output head: the vocabulary matrix (tied or not) and any projection."""
+    head = model.output_layer if model.output_layer is not None else model.token_embedding
+    projection = model.output_projection
+    return matmul_weights(head) + (matmul_weights(projection) if projection is not None else 0)
 
 
 def build_recurrent(hp: kt.HyperParameters, vocab_size: int, max_len: int,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from data_pipeline.errors import ConfigError
+from model_architectures.bilstm_space import BILSTM_OBJECTIVE_REASON, BILSTM_OBJECTIVES, BILSTM_SPACE, BILSTM_TINY
 from model_architectures.recurrent_space import RECURRENT_SPACE, RECURRENT_TINY
 from model_architectures.search_space import Declaration, SearchSpace, declare, resolve
 from model_architectures.transformer_space import TRANSFORMER_SPACE, TRANSFORMER_TINY
@@ -25,6 +26,10 @@ if TYPE_CHECKING:
     Builder = Callable[..., keras.Model]
 
 
+# The training layouts of data_pipeline/datasets.py (CONFIG['objective']).
+OBJECTIVES = ("causal", "last_token")
+
+
 @dataclass(frozen=True)
 class Family:
     """Where a model family lives, and what can be known of it without importing it."""
@@ -34,6 +39,8 @@ class Family:
     space: SearchSpace  # its hyperparameters, from a module without keras
     tiny: Mapping[str, Any]  # hyperparameters of the small model every test builds
     options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
+    objectives: tuple[str, ...] = OBJECTIVES  # the model class declares the same
+    objective_reason: str = ""  # why an objective outside `objectives` is refused
 
     def load_builder(self) -> Builder:
         return getattr(importlib.import_module(self.module), self.builder)
@@ -48,6 +55,8 @@ FAMILIES: dict[str, Family] = {
                          RECURRENT_TINY, {"cell": "simple_rnn"}),
     "transformer": Family("model_architectures.transformer", "build_transformer",
                           TRANSFORMER_SPACE, TRANSFORMER_TINY),
+    "bilstm": Family("model_architectures.bilstm", "build_bilstm", BILSTM_SPACE, BILSTM_TINY,
+                     objectives=BILSTM_OBJECTIVES, objective_reason=BILSTM_OBJECTIVE_REASON),
 }
 
 
@@ -61,6 +70,17 @@ def unknown_family_message(name: str) -> str:
     hint = difflib.get_close_matches(name, FAMILIES, n=1)
     suggestion = f" (did you mean {hint[0]!r}?)" if hint else ""
     return f"unknown model family {name!r}{suggestion}; available: {sorted(FAMILIES)}"
+
+
+def objective_problem(family: str, objective: str) -> str | None:
+    """Why `family` cannot train under `objective` and how to fix it (one line), or None."""
+    spec = _family(family)
+    if objective in spec.objectives:
+        return None
+    reason = f": {spec.objective_reason}" if spec.objective_reason else ""
+    return (f"model family {family!r} supports objective {' or '.join(map(repr, spec.objectives))} "
+            f"only, not {objective!r}{reason}; set CONFIG['objective'] = {spec.objectives[0]!r} "
+            f"or remove {family!r} from models_to_run")
 
 
 def _family(name: str) -> Family:

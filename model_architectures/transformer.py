@@ -15,6 +15,7 @@ import keras_hub
 import keras_tuner as kt
 from keras import ops
 
+from model_architectures.contract import LanguageModel, matmul_weights
 from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
 from model_architectures.transformer_space import TRANSFORMER_SPACE
@@ -25,7 +26,7 @@ def _normal(stddev: float) -> keras.initializers.Initializer:
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
-class TransformerLanguageModel(RestoresTrainingState, keras.Model):
+class TransformerLanguageModel(RestoresTrainingState, LanguageModel):
     """Token ids (B, T<=max_len) -> next-token logits (B, T, V), causal self-attention."""
 
     def __init__(self, vocab_size: int, max_len: int, embedding_dim: int = 128, num_layers: int = 2,
@@ -75,15 +76,23 @@ class TransformerLanguageModel(RestoresTrainingState, keras.Model):
         positions = self.position_embedding(tokens, start_index=start_index)  # (B, T, E)
         return self.embedding_dropout(tokens + positions, training=training)
 
-    def _logits(self, x):
-        x = self.final_norm(x)  # (B, T, E)
-        return ops.cast(self.token_embedding(x, reverse=True), "float32")  # (B, T, V)
+    def output_logits(self, hidden):
+        x = self.final_norm(hidden)  # (B, t, E)
+        return ops.cast(self.token_embedding(x, reverse=True), "float32")  # (B, t, V)
 
-    def call(self, token_ids, training: bool = False):
+    def hidden_states(self, token_ids, training: bool = False):
         x = self._embed(token_ids, training=training)
         for block in self.blocks:
             x = block(x, training=training)  # causal mask applied by the decoder block
-        return self._logits(x)
+        return x  # (B, T, E), before the final LayerNorm (part of the head)
+
+    def forward_flops_per_token(self) -> float:
+        """Block and output matmuls, plus attention scores and mixing over the full window
+        (QK^T and AV: 2 x 2 x T x E per layer, as PaLM's MFU counts them)."""
+        weights = sum(matmul_weights(block) for block in self.blocks)
+        output = self.vocab_size * self.embedding_dim  # the reversed (or untied) embedding
+        attention = 4.0 * self.num_layers * self.max_len * self.embedding_dim
+        return 2.0 * (weights + output) + attention
 
     def build_cache(self, batch_size: int, max_length: int):
         """Empty key/value cache: (B, num_layers, 2, max_length, num_heads, head_dim)."""
@@ -101,7 +110,7 @@ class TransformerLanguageModel(RestoresTrainingState, keras.Model):
             x, layer_cache = block(x, self_attention_cache=cache[:, index, ...],
                                    self_attention_cache_update_index=cache_update_index)
             caches.append(layer_cache)  # (B, 2, S, H, D)
-        return self._logits(x), ops.stack(caches, axis=1)  # (B, t, V), (B, L, 2, S, H, D)
+        return self.output_logits(x), ops.stack(caches, axis=1)  # (B, t, V), (B, L, 2, S, H, D)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

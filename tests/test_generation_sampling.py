@@ -27,10 +27,12 @@ PROMPTS = [[EOS], [EOS, 5, 6, 7, 8], [EOS, 9, 10]]
 
 
 def recomputed_greedy(model, prompt: list[int], max_new_tokens: int) -> list[int]:
-    """The quadratic reference: run the model on the whole text for every new token."""
+    """The quadratic reference: run the model on the whole text for every new token (a family
+    without a cache: on the last max_len tokens, [PAD]-filled on the left)."""
     ids, new = list(prompt), []
     for _ in range(max_new_tokens):
-        logits = np.array(model(np.array([ids], dtype="int32")))[0, -1]
+        window = ids if model.has_cache else ([0] * model.max_len + ids)[-model.max_len:]
+        logits = np.array(model(np.array([window], dtype="int32")))[0, -1]
         logits[0] = -np.inf  # [PAD] is never generated
         token = int(logits.argmax())
         if token == EOS:

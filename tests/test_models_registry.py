@@ -17,7 +17,7 @@ VOCAB, MAX_LEN = 50, 12
 @pytest.mark.parametrize("family", family_names())
 def test_every_family_declares_a_valid_tiny_size_that_builds_small(family):
     spec = FAMILIES[family]
-    config = ExperimentConfig.from_dict({"models_to_run": [family],
+    config = ExperimentConfig.from_dict({"models_to_run": [family], "objective": spec.objectives[0],
                                          "hyperparameters": {family: dict(spec.tiny)}})
     model = build_model(family, None, VOCAB, MAX_LEN, config.hyperparameters[family])
     default = build_model(family, None, VOCAB, MAX_LEN)
@@ -33,6 +33,8 @@ def test_logits_at_every_position(family):
     assert tuple(logits.shape) == (3, MAX_LEN, VOCAB)
     assert logits.dtype == "float32"
     assert np.isfinite(np.asarray(logits)).all()
+    if "causal" not in FAMILIES[family].objectives:
+        return  # its positions may read the whole window; only the last one is a prediction
     # Causal: changing the last token leaves every earlier position's logits unchanged.
     changed = tokens.copy()
     changed[:, -1] = (changed[:, -1] + 1) % VOCAB

@@ -1,7 +1,7 @@
 """Checkpoints made by the real trainer, for the tests of what reads them (loading, the generate
 CLI, evaluation, the table and the plots).
 
-SAVING_CASES covers every family, and every learning-rate schedule with and without weight
+SAVING_CASES covers every family (each under its first objective), and every learning-rate schedule with and without weight
 averaging: the optimizer state a checkpoint carries differs between them. The session fixture
 `trained_checkpoints` (conftest.py) trains each case once, a few steps each.
 """
@@ -18,7 +18,7 @@ from training_factories import TINY_HYPERPARAMETERS, make_config, make_corpus
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import build_datasets
 from data_pipeline.tokenizer import fit_or_load_tokenizer
-from model_architectures import hyperparameters_for
+from model_architectures import FAMILIES, hyperparameters_for
 from training_assets.experiment import PreparedData
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
@@ -47,6 +47,8 @@ SAVING_CASES: dict[str, SavingCase] = {
     "gru": SavingCase("gru", "budget", None),
     "simple_rnn": SavingCase("simple_rnn", "constant", 0.9),
     "transformer": SavingCase("transformer", "cosine", None, {"num_layers": 1, "tie_embeddings": False}),
+    # trained until its greedy continuations vary: a generation test runs it past its window
+    "bilstm": SavingCase("bilstm", "constant", None, {"num_layers": 2}, steps_per_epoch=150),
     # trained until it has learnt the alphabet: generation tests continue it
     "gru_constant": SavingCase("gru", "constant", None, epochs=3, steps_per_epoch=None),
     "gru_budget_ema": SavingCase("gru", "budget", 0.9),
@@ -105,6 +107,7 @@ def case_config(root: Path, name: str) -> ExperimentConfig:
     budget = case.schedule == "budget"
     return make_config(
         root / name, models_to_run=[case.family], tokenizer_path=str(root / "tokenizer.json"),
+        objective=FAMILIES[case.family].objectives[0],  # causal where the family allows it
         hyperparameters={**TINY_HYPERPARAMETERS,
                          case.family: {**TINY_HYPERPARAMETERS[case.family], **case.hyperparameters}},
         learning_rate_schedule="constant" if case.schedule == "constant" else "cosine",
