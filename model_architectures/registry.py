@@ -60,9 +60,10 @@ FAMILIES: dict[str, Family] = {
 }
 
 
-def family_names() -> tuple[str, ...]:
-    """Every registered family, in registry order (the order of plots and benchmarks)."""
-    return tuple(FAMILIES)
+def family_names(objective: str | None = None) -> tuple[str, ...]:
+    """Every registered family (that supports `objective`, if given), in registry order (the
+    order of plots and benchmarks)."""
+    return tuple(name for name, spec in FAMILIES.items() if objective is None or objective in spec.objectives)
 
 
 def unknown_family_message(name: str) -> str:
