@@ -12,7 +12,7 @@ from pathlib import Path
 import keras
 import pytest
 from training_child import completed_trials, train_config, tune_config
-from training_factories import make_data
+from training_factories import RecordEpochs, make_data
 
 from model_architectures.registry import hyperparameters_for
 from training_assets.strategy import select_strategy
@@ -42,15 +42,6 @@ def run_until(tmp_path: Path, mode: str, ready, timeout: float = 120.0) -> None:
         child.wait()
         log.close()
     assert child.returncode == -signal.SIGKILL
-
-
-class RecordEpochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
 
 
 def test_killed_training_resumes_at_the_next_epoch_and_finishes(tmp_path):

@@ -6,7 +6,7 @@ import math
 import keras
 import numpy as np
 import pytest
-from training_factories import TINY_HYPERPARAMETERS, make_config, make_data, unigram_perplexity
+from training_factories import RecordEpochs, TINY_HYPERPARAMETERS, make_config, make_data, unigram_perplexity
 
 from model_architectures.registry import FAMILIES, family_names, hyperparameters_for
 from training_assets.callbacks import ResumableEarlyStopping
@@ -189,15 +189,6 @@ def test_finished_training_of_the_same_run_is_reused_and_retrain_forces_it(tmp_p
     assert not changed.reused and epochs.epochs == [0, 1, 2]
     moved = [path.name for path in (tmp_path / "models").iterdir() if path.name.startswith("gru.keras.moved-")]
     assert len(moved) == 1
-
-
-class RecordEpochs(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.epochs = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epochs.append(epoch)
 
 
 def test_early_stopping_state_survives_a_restart(tmp_path):

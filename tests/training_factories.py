@@ -11,6 +11,7 @@ import string
 from pathlib import Path
 from typing import Any
 
+import keras
 import numpy as np
 
 from data_pipeline.config import ExperimentConfig
@@ -108,3 +109,14 @@ def make_conditional_corpus(documents: int = 400, seed: int = 0) -> Corpus:
             "test": (int(0.9 * documents), documents)}
     return Corpus(**{name: texts[a:b] for name, (a, b) in cuts.items()}, source="generated",
                   report={}, conditions={name: conditions[a:b] for name, (a, b) in cuts.items()})
+
+
+class RecordEpochs(keras.callbacks.Callback):
+    """The epochs a fit actually ran (0-based), to tell training from reuse or resume."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs: list[int] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
