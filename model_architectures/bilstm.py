@@ -18,6 +18,7 @@ from keras import ops
 
 from model_architectures.bilstm_space import BILSTM_OBJECTIVES, BILSTM_SPACE
 from model_architectures.contract import LanguageModel, matmul_weights
+from model_architectures.recurrent import head_logits, head_weights
 from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
 
@@ -85,19 +86,12 @@ class BidirectionalLSTMLanguageModel(RestoresTrainingState, LanguageModel):
         return ops.concatenate([x[:, -1:, : self.units], x[:, :1, self.units:]], axis=-1)  # (B, 1, 2U)
 
     def output_logits(self, hidden):
-        if self.output_layer is not None:
-            return self.output_layer(hidden)  # (B, t, V)
-        if self.output_projection is not None:
-            hidden = self.output_projection(hidden)  # (B, t, E)
-        return ops.cast(self.token_embedding(hidden, reverse=True), "float32")  # (B, t, V)
+        return head_logits(self, hidden)
 
     def forward_flops_per_token(self) -> float:
         """One prediction encodes the whole window (both directions, every layer), then the head."""
         encoder = sum(matmul_weights(layer) for layer in self.encoder_layers)
-        head = self.output_layer if self.output_layer is not None else self.token_embedding
-        head_weights = matmul_weights(head) + (matmul_weights(self.output_projection)
-                                               if self.output_projection is not None else 0)
-        return 2.0 * (self.max_len * encoder + head_weights)
+        return 2.0 * (self.max_len * encoder + head_weights(self))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -87,16 +87,12 @@ class RecurrentLanguageModel(RestoresTrainingState, LanguageModel):
         return x  # (B, T, units)
 
     def output_logits(self, hidden):
-        if self.output_layer is not None:
-            return self.output_layer(hidden)  # (B, t, V)
-        if self.output_projection is not None:
-            hidden = self.output_projection(hidden)  # (B, t, E)
-        return ops.cast(self.token_embedding(hidden, reverse=True), "float32")  # (B, t, V)
+        return head_logits(self, hidden)
 
     def forward_flops_per_token(self) -> float:
         """Each token runs every recurrent layer once, then the head."""
         per_token = sum(matmul_weights(layer) for layer in self.recurrent_layers)
-        return 2.0 * (per_token + _head_weights(self))
+        return 2.0 * (per_token + head_weights(self))
 
     def build_cache(self, batch_size: int, max_length: int):
         """Zero states for every layer: (B, num_layers, states_per_layer, units).
@@ -132,7 +128,17 @@ class RecurrentLanguageModel(RestoresTrainingState, LanguageModel):
         return config
 
 
-def _head_weights(model: keras.Model) -> int:
+def head_logits(model: keras.Model, hidden):
+    """The recurrent encoders' head: an untied Dense, or the tied embedding matrix (after a
+    projection when the hidden width differs from the embedding's). Logits stay float32."""
+    if model.output_layer is not None:
+        return model.output_layer(hidden)  # (B, t, V)
+    if model.output_projection is not None:
+        hidden = model.output_projection(hidden)  # (B, t, E)
+    return ops.cast(model.token_embedding(hidden, reverse=True), "float32")  # (B, t, V)
+
+
+def head_weights(model: keras.Model) -> int:
     """Weights of the output head: the vocabulary matrix (tied or not) and any projection."""
     head = model.output_layer if model.output_layer is not None else model.token_embedding
     projection = model.output_projection
