@@ -1,4 +1,5 @@
-# Two commands for a new user: `make demo` and `make test`. Both create or reuse .venv.
+# Two commands for a new user: `make demo` and `make test` (`make lab` to work in JupyterLab).
+# All create or reuse .venv.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,7 @@ STAMP := $(VENV)/.installed
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONWARNINGS ?= ignore::DeprecationWarning
 
-.PHONY: install demo test bench bench-torch clean
+.PHONY: install demo lab test bench bench-torch clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -22,6 +23,10 @@ install: $(STAMP)
 ## Run the notebook top to bottom, headless, on the built-in corpus.
 demo: $(STAMP)
 	$(PY) -m training_assets.notebook Text_Synthesis_Comparison.ipynb executed/Text_Synthesis_Comparison.ipynb
+
+## Open the notebook in JupyterLab (live progress bars, the generation panel).
+lab: $(STAMP)
+	$(VENV)/bin/jupyter lab Text_Synthesis_Comparison.ipynb
 
 ## The whole test suite (what CI runs).
 test: $(STAMP)

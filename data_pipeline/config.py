@@ -108,6 +108,9 @@ class ExperimentConfig(BaseModel):
     tensorboard: bool = False
     resume: bool = True  # reuse finished tuning trials and interrupted training
     retrain: bool = False  # train again even when this run's finished checkpoint exists
+    # in a notebook (a Jupyter kernel with ipywidgets): a per-step bar with loss and tokens/s during
+    # tuning and training. Logs, the command line and headless runs (make demo) print one line per epoch.
+    live_progress: bool = True
 
     # --- evaluation and generation ---------------------------------------------------------
     kn_order: int = Field(default=3, ge=1, le=10)

@@ -17,14 +17,18 @@ from training_assets.run import parse_override
 def execute_notebook(source: str | Path, destination: str | Path,
                      config_overrides: Mapping[str, Any] | None = None,
                      timeout_seconds: int = 3600) -> Path:
-    """Execute top to bottom in the notebook's own folder; CONFIG_OVERRIDES goes in as a parameter."""
+    """Execute top to bottom in the notebook's own folder; CONFIG_OVERRIDES goes in as a parameter.
+
+    Headless, nobody watches a progress bar: `live_progress` is off unless the overrides set it,
+    so the executed notebook holds Keras's one line per epoch.
+    """
     import papermill
 
     source, destination = Path(source).resolve(), Path(destination).resolve()
     destination.parent.mkdir(parents=True, exist_ok=True)
     papermill.execute_notebook(
         str(source), str(destination),
-        parameters={"CONFIG_OVERRIDES": dict(config_overrides or {})},
+        parameters={"CONFIG_OVERRIDES": {"live_progress": False, **(config_overrides or {})}},
         cwd=str(source.parent), kernel_name="python3", progress_bar=False,
         log_output=True, execution_timeout=timeout_seconds)
     return destination

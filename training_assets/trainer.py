@@ -41,6 +41,7 @@ from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock,
 from training_assets.cluster import backup_dir
 from training_assets.compile import compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
+from training_assets.progress import live_progress
 from training_assets.reproducibility import seed_everything
 
 logger = logging.getLogger("training_assets")
@@ -58,7 +59,7 @@ NOT_TRAINING_KEYS = frozenset({
     "tuning_steps_per_epoch", "tuning_time_budget_seconds", "resume", "retrain", "tensorboard",
     "kn_order", "kn_interpolation", "sampler", "temperature", "top_k", "top_p", "beam_width",
     "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
-    "tokenizer_path", "download_dir",
+    "tokenizer_path", "download_dir", "live_progress",
 })
 
 
@@ -104,6 +105,11 @@ def epoch_source(datasets: Datasets, steps: int) -> tf.data.Dataset:
     """
     dataset = datasets.train.fresh_dataset()
     return dataset.repeat() if steps < datasets.train.steps else dataset
+
+
+def tokens_per_step(datasets: Datasets) -> float:
+    """Predicted training tokens per step, on average over one pass ([PAD] targets excluded)."""
+    return datasets.train.tokens / datasets.train.steps
 
 
 def training_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
@@ -161,6 +167,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         early,
         *budget_callbacks,
         *([keras.callbacks.TensorBoard(str(paths.tensorboard))] if config.tensorboard else []),
+        *live_progress(config, tokens_per_step(datasets), family),  # a notebook's per-step bar
         *callbacks,
     ]
     if finished_epochs:
@@ -328,7 +335,7 @@ def _result(family: str, hyperparameters: kt.HyperParameters | dict[str, Any], r
     return TrainingResult(
         family=family, hyperparameters=model_hyperparameters(hyperparameters), history=history,
         epoch_seconds=epoch_seconds, train_seconds=float(sum(epoch_seconds)),
-        train_tokens_per_second=_tokens_per_second(rows, datasets.train.tokens / datasets.train.steps),
+        train_tokens_per_second=_tokens_per_second(rows, tokens_per_step(datasets)),
         parameters=int(parameters), checkpoint_path=str(paths.checkpoint), diverged=diverged,
         stopped_reason=reason)
 

@@ -48,8 +48,9 @@ from training_assets.cluster import family_oracle
 from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
 from training_assets.oracles import make_tuner
+from training_assets.progress import live_progress
 from training_assets.reproducibility import seed_everything
-from training_assets.trainer import epoch_source, model_hyperparameters
+from training_assets.trainer import epoch_source, model_hyperparameters, tokens_per_step
 
 logger = logging.getLogger("training_assets")
 
@@ -189,7 +190,9 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
         tuner.search(validation_data=datasets.validation.dataset,
                      epochs=config.tuning_epochs,
                      steps_per_epoch=steps,
-                     callbacks=[FailTrialOnNaN(), *weight_averaging(config), *callbacks],
+                     callbacks=[FailTrialOnNaN(), *weight_averaging(config),
+                                *live_progress(config, tokens_per_step(datasets), f"{family} trial"),
+                                *callbacks],
                      shuffle=False, verbose=2)
     if role.is_worker:  # the chief may already be gone; it holds the trials and decides
         logger.info("tuning %s: worker %s finished its trials; the chief reports the result",
