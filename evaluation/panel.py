@@ -1,0 +1,200 @@
+"""The notebook's generation panel: one prompt, one set of sampling settings, one sample from every
+trained model side by side, with the Kneser-Ney n-gram model as a baseline and ms per token.
+
+Each model is checked and sampled with the functions the command line uses
+(evaluation.generate: manifest, tokenizer, CONFIG; evaluation.generation.generate_timed), so the
+panel and `python -m evaluation.generate` give the same text for the same settings and seed.
+The widgets (ipywidgets) are built from CONTROLS; everything else here works without them.
+"""
+
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from data_pipeline.cleaning import clean_text
+from data_pipeline.config import ExperimentConfig
+from data_pipeline.errors import DataError
+from data_pipeline.tokenizer import TextTokenizer
+from evaluation.generate import experiment_config, find_tokenizer, read_manifest
+
+
+@dataclass(frozen=True)
+class Control:
+    """One sampling setting: a keyword of generate_timed and an ExperimentConfig key (its default)."""
+
+    name: str
+    kind: Literal["choice", "int", "float"]
+    low: float = 0
+    high: float = 0
+    step: float = 1
+    options: tuple[str, ...] = ()
+
+
+# The panel's settings, in display order. A new generation setting that generate_timed takes and
+# ExperimentConfig defines is one line here.
+CONTROLS: tuple[Control, ...] = (
+    Control("sampler", "choice", options=("greedy", "random", "top_k", "top_p", "beam")),
+    Control("temperature", "float", 0.05, 2.0, 0.05),
+    Control("top_k", "int", 1, 1000),
+    Control("top_p", "float", 0.01, 1.0, 0.01),
+    Control("beam_width", "int", 1, 16),
+    Control("max_new_tokens", "int", 1, 1024),
+    Control("seed", "int", 0, 2**31 - 1),
+)
+
+
+@dataclass(frozen=True)
+class PanelSample:
+    """One model's sample for the panel's columns."""
+
+    model: str
+    text: str
+    ms_per_token: float
+    note: str = ""
+
+
+@dataclass
+class PanelModel:
+    """One column: a trained checkpoint, or the n-gram baseline over the same tokenizer."""
+
+    name: str
+    tokenizer: TextTokenizer
+    config: ExperimentConfig  # the CONFIG it was trained with: prompt cleaning, document start
+    path: Path | None = None  # None: the n-gram model
+    ngram: Any = None  # evaluation.baselines.KneserNeyLM for the baseline column
+    _loaded: Any = field(default=None, repr=False)
+
+
+def panel_models(model_paths: Sequence[str | Path], ngram: Any = None,
+                 tokenizer_path: str | None = None) -> list[PanelModel]:
+    """Every checkpoint checked as the CLI checks it (file, manifest, tokenizer), no TensorFlow yet,
+    then the n-gram model (if given) over the first checkpoint's tokenizer and CONFIG."""
+    if not model_paths:
+        raise DataError("no trained model for the generation panel: train one first (the cells "
+                        "above, or python -m training_assets.run)")
+    models = []
+    for path in map(Path, model_paths):
+        if not path.is_file():
+            raise DataError(f"model file {str(path)!r} does not exist: train it first or drop it "
+                            "from the panel's list")
+        manifest = read_manifest(path)
+        models.append(PanelModel(path.stem, find_tokenizer(path, manifest, tokenizer_path),
+                                 experiment_config(manifest), path))
+    if ngram is not None:
+        first = models[0]
+        if ngram.vocab_size != first.tokenizer.vocab_size:
+            raise DataError(f"the n-gram model has vocab_size={ngram.vocab_size} but "
+                            f"{str(first.path)!r} uses {first.tokenizer.vocab_size}: fit it on "
+                            "this experiment's datasets (evaluation.baselines.fit_kneser_ney)")
+        models.append(PanelModel(f"kn_{ngram.order}gram", first.tokenizer, first.config, ngram=ngram))
+    return models
+
+
+def default_settings(config: ExperimentConfig) -> dict[str, Any]:
+    """Each control's starting value: the experiment's CONFIG."""
+    return {control.name: getattr(config, control.name) for control in CONTROLS}
+
+
+def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Mapping[str, Any],
+                        conditions: Mapping[str, str] | None = None) -> list[PanelSample]:
+    """One sample per model for `prompt` ("" starts a new document), in the models' order."""
+    from evaluation.generation import condition_prefix, document_start_id, encode_prompts, generate_timed
+    from evaluation.ngram_sampling import sample_ngram
+    from model_architectures.saving import load_trained_model
+
+    samples = []
+    for entry in models:
+        cleaned = clean_text(prompt, entry.config.cleaning_steps)  # as the training text was
+        start_id = document_start_id(entry.config)
+        if entry.ngram is None:
+            if entry._loaded is None:
+                entry._loaded = load_trained_model(entry.path)  # without the optimizer, as the CLI
+            done = generate_timed(entry._loaded, entry.tokenizer, [cleaned], start_id=start_id,
+                                  conditions=conditions or None, **settings)
+            samples.append(PanelSample(entry.name, done.texts[0], done.ms_per_token))
+            continue
+        prompt_ids = encode_prompts(entry.tokenizer, [cleaned], start_id, conditions or None)[0]
+        first, end = entry.tokenizer.condition_id_range
+        sampled = sample_ngram(entry.ngram, prompt_ids, settings["max_new_tokens"],
+                               settings["sampler"], settings["temperature"], settings["top_k"],
+                               settings["top_p"], settings["seed"], never_ids=range(first, end))
+        skipped = 1 + len(condition_prefix(entry.tokenizer, conditions or None))
+        text = entry.tokenizer.decode(prompt_ids[skipped:] + sampled.token_ids)
+        samples.append(PanelSample(entry.name, text, sampled.ms_per_token, sampled.note))
+    return samples
+
+
+def samples_html(samples: Sequence[PanelSample], seed: int | None = None) -> str:
+    """The samples as columns side by side, each headed by its model and ms per token."""
+    columns = []
+    for sample in samples:
+        text = html.escape(sample.text) if sample.text else "<i>(empty: it ended the document at once)</i>"
+        note = f"<div><small>{html.escape(sample.note)}</small></div>" if sample.note else ""
+        columns.append(
+            f'<div class="panel-sample" data-model="{html.escape(sample.model)}" '
+            'style="flex:1;min-width:180px;border:1px solid #ccc;border-radius:4px;padding:6px">'
+            f"<b>{html.escape(sample.model)}</b> <small>{sample.ms_per_token:.2f} ms/token</small>"
+            f'{note}<div style="white-space:pre-wrap;margin-top:4px">{text}</div></div>')
+    caption = f"<small>seed {seed}</small>" if seed is not None else ""
+    return f'<div style="display:flex;gap:8px;flex-wrap:wrap">{"".join(columns)}</div>{caption}'
+
+
+def error_html(error: Exception) -> str:
+    """A bad setting or prompt as one line, not a traceback."""
+    return f'<div class="panel-error" style="color:#b00">error: {html.escape(str(error))}</div>'
+
+
+def show_generation_panel(model_paths: Sequence[str | Path], ngram: Any = None,
+                          defaults: ExperimentConfig | None = None) -> Any:
+    """Display the panel (ipywidgets) in the running cell and return its widget box.
+
+    `defaults`: the starting settings (the notebook's CONFIG); else the first model's CONFIG.
+    """
+    import ipywidgets as widgets
+    from IPython.display import display
+
+    models = panel_models(model_paths, ngram)
+    settings = default_settings(defaults or models[0].config)
+    prompt = widgets.Text(value="", placeholder="prompt ('' starts a new document)",
+                          description="prompt", layout=widgets.Layout(width="60%"))
+    controls = {control.name: _widget(widgets, control, settings[control.name]) for control in CONTROLS}
+    conditions = {column: widgets.Dropdown(options=values, description=column)
+                  for column, values in models[0].tokenizer.known_conditions.items()}
+    button = widgets.Button(description="Generate side by side", button_style="primary",
+                            layout=widgets.Layout(width="220px"))
+    result = widgets.HTML(value="")
+
+    def on_click(_: Any) -> None:
+        button.disabled = True
+        result.value = "<i>sampling...</i>"
+        chosen = {name: widget.value for name, widget in controls.items()}
+        try:
+            samples = sample_side_by_side(models, prompt.value, chosen,
+                                          {column: w.value for column, w in conditions.items()})
+            result.value = samples_html(samples, chosen["seed"])
+            controls["seed"].value = chosen["seed"] + 1  # the next click draws new samples
+        except (DataError, ValueError) as error:
+            result.value = error_html(error)
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    rows = [prompt, widgets.HBox(list(controls.values())[:4]), widgets.HBox(list(controls.values())[4:]),
+            *([widgets.HBox(list(conditions.values()))] if conditions else []), button, result]
+    panel = widgets.VBox(rows)
+    display(panel)
+    return panel
+
+
+def _widget(widgets: Any, control: Control, value: Any) -> Any:
+    """The ipywidgets input for one control, starting at `value`."""
+    common = {"value": value, "description": control.name, "style": {"description_width": "initial"}}
+    if control.kind == "choice":
+        return widgets.Dropdown(options=control.options, **common)
+    if control.kind == "int":
+        return widgets.BoundedIntText(min=int(control.low), max=int(control.high),
+                                      step=int(control.step), **common)
+    return widgets.BoundedFloatText(min=control.low, max=control.high, step=control.step, **common)
