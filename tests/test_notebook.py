@@ -75,6 +75,10 @@ def test_notebook_runs_end_to_end_and_writes_table_and_plots(tmp_path):
     for family in ("gru", "transformer"):
         assert f"{family}: defaults val ppl" in printed
     assert printed.count("-> keeping defaults: search too short to rank") == 2
+    # Headless, training logs one line per epoch: no progress bars, only the generation panel.
+    widgets = [o["data"]["text/plain"] for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})]
+    assert len(widgets) == 1 and widgets[0].startswith("VBox(") and "IntProgress" not in printed
+    assert "Epoch 2/2" in printed
     assert "fitted on validation" in printed
     # The conclusions cell names the best model from the measured figures.
     text = json.dumps([o.get("data", {}).get("text/markdown", "") for o in outputs])
