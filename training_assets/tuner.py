@@ -108,7 +108,7 @@ class FamilyHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         seed_everything(self.config)  # every trial starts from the seed, whatever ran before it
         model = build_model(self.family, hp, self.datasets.vocab_size, self.datasets.max_len,
-                            self.config.hyperparameters.get(self.family))
+                            self.config.hyperparameters.get(self.family), self.config)
         self.schedule = compile_model(model, self.config, hp.get("learning_rate"),
                                       self.steps_per_epoch * self.config.tuning_epochs, self.strategy)
         return model
