@@ -192,7 +192,8 @@ class ExperimentConfig(BaseModel):
     def _preset_directory_exists(cls, value: str) -> str:
         """A value written as a path must be a preset directory (a name or handle is checked when
         the family loads it)."""
-        looks_like_path = "://" not in value and ("/" in value or "\\" in value or value.startswith((".", "~")))
+        looks_like_path = "://" not in value and (
+            "/" in value or "\\" in value or value.startswith((".", "~")))
         if looks_like_path and not (Path(value).expanduser() / "config.json").is_file():
             raise ValueError(f"{value!r} is not a preset directory (no config.json in it): give a "
                              "directory saved with save_to_preset, or a KerasHub preset name such "

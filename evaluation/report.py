@@ -90,8 +90,9 @@ def comparison_table(rows: list[ModelReport]) -> pd.DataFrame:
                              ignore_index=True)
 
 
-def save_table(df: pd.DataFrame, plots_dir: str | Path) -> list[Path]:
-    """Write `comparison.csv` (full precision) and `comparison.md` (rounded) into plots_dir."""
+def save_table(df: pd.DataFrame, plots_dir: str | Path, notes: Sequence[str] = ()) -> list[Path]:
+    """Write `comparison.csv` (full precision) and `comparison.md` (rounded, `notes` under it)
+    into plots_dir."""
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     csv_path, markdown_path = plots_dir / "comparison.csv", plots_dir / "comparison.md"
@@ -101,5 +102,5 @@ def save_table(df: pd.DataFrame, plots_dir: str | Path) -> list[Path]:
     printable = df.astype(object).where(df.notna(), None)
     markdown_path.write_text(printable.to_markdown(index=False, floatfmt=formats,
                                                          intfmt=",", missingval="")
-                             + "\n", encoding="utf-8")
+                             + "\n" + "".join(f"\n{note}\n" for note in notes), encoding="utf-8")
     return [csv_path, markdown_path]

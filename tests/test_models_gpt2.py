@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import keras
 import keras_hub
@@ -143,6 +144,9 @@ def test_runner_fine_tunes_beside_a_from_scratch_family_on_the_same_characters(e
     # The interpolation pairs the n-gram model with a model on its own tokens only.
     assert result.interpolation is None or result.interpolation.model.startswith("gru+")
     assert len(runs["gpt2"].samples) == 1
+    written = (Path(config.plots_dir) / "comparison.md").read_text(encoding="utf-8")
+    assert "trainable_parameters" in written
+    assert "gpt2 read the text through its pretrained preset's tokenizer" in written
 
 
 def test_generation_uses_the_families_own_tokenizer(experiment):

@@ -237,12 +237,23 @@ def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: E
     table = comparison_table(reports)
     if not is_chief():
         return table, []
-    paths = save_table(table, config.plots_dir)
+    paths = save_table(table, config.plots_dir, tokenizer_notes(runs))
     samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
     write_json(samples_path, {run.family: run.samples for run in runs})
     paths.append(samples_path)
     paths += plot_all([run.training for run in runs], reports, config.plots_dir)
     return table, paths
+
+
+def tokenizer_notes(runs: list[FamilyRun]) -> list[str]:
+    """What to say under the table when some rows read the text through their own tokenizer."""
+    own = [run.family for run in runs if FAMILIES[run.family].brings_tokenizer]
+    if not own:
+        return []
+    return [f"{', '.join(own)} read the text through {'its' if len(own) == 1 else 'their'} "
+            "pretrained preset's tokenizer; the other rows, the n-gram baseline and its mixture "
+            "through the project's. Compare rows by test_bits_per_char (the same characters for "
+            "every row); perplexity and accuracy are per token of each row's own tokenizer."]
 
 
 @dataclass
