@@ -25,9 +25,9 @@ from data_pipeline.errors import ConfigError
 from data_pipeline.preset_tokenizer import end_token_id, preset_tokenizer, save_or_reuse
 from data_pipeline.tokenizer import SPECIAL_TOKENS, TextTokenizer
 from model_architectures.contract import LanguageModel, matmul_weights
+from model_architectures.gpt2_space import GPT2_SPACE
 from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
-from model_architectures.gpt2_space import GPT2_SPACE
 
 if TYPE_CHECKING:
     import keras_tuner as kt

@@ -19,7 +19,7 @@ from data_pipeline.errors import ConfigError
 from data_pipeline.preset_tokenizer import preset_tokenizer
 from evaluation.evaluate import evaluate_model
 from evaluation.generation import generate
-from model_architectures import hyperparameters_for
+from model_architectures import build_model, family_names, hyperparameters_for
 from model_architectures.registry import family_tokenizer
 from model_architectures.saving import load_trained_model
 from training_assets.experiment import PreparedData, family_data, run_experiment
@@ -182,3 +182,10 @@ def test_a_missing_preset_directory_fails_in_one_line(tmp_path):
         make_config(tmp_path, models_to_run=["gpt2"], pretrained_preset=str(tmp_path / "nothing"))
     message = str(refused.value)
     assert "\n" not in message and "pretrained_preset" in message and "save_to_preset" in message
+
+
+def test_the_registry_says_which_families_bring_their_tokenizer_and_need_config():
+    assert family_names(brings_tokenizer=True) == ("gpt2",)
+    assert "gpt2" in family_names() and "gpt2" not in family_names(brings_tokenizer=False)
+    with pytest.raises(ValueError, match="pretrained_preset"):
+        build_model("gpt2", None, 303, 16)  # which preset? only CONFIG says
