@@ -26,7 +26,7 @@ from benchmarks.common import (load_average, parse_args, peak_rss_mb, report, se
 from model_architectures.registry import family_names
 
 NAME = "generation"
-FAMILIES = family_names()
+FAMILIES = family_names(brings_tokenizer=False)
 VOCAB, MAX_LEN = 10_000, 256
 PROMPT_LENGTH = 8  # [EOS] + 7 prompt tokens
 FULL = {"batches": (1, 16), "new_tokens": (50, 200), "repeats": 3}

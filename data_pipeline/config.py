@@ -79,6 +79,11 @@ class ExperimentConfig(BaseModel):
     # --- models and tuning -----------------------------------------------------------------
     models_to_run: tuple[str, ...] = ("lstm", "gru", "transformer")
     hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)  # narrow or fix spaces
+    # family "gpt2": a KerasHub preset name (downloaded on first use) or a local preset directory
+    pretrained_preset: str = "gpt2_base_en"
+    # family "gpt2": LoRA adapters of this rank on attention query/value, the rest frozen
+    # (e.g. 4 or 8); None: full fine-tuning
+    lora_rank: int | None = Field(default=None, ge=1, le=4096)
     tuner: Literal["none", "random", "hyperband", "bayesian"] = "random"
     tuning_trials: int = Field(default=2, ge=1)
     tuning_epochs: int = Field(default=1, ge=1)
@@ -185,6 +190,19 @@ class ExperimentConfig(BaseModel):
             check_hyperparameters(family, overrides, where=f"{source}['hyperparameters'][{family!r}]")
         return value
 
+    @field_validator("pretrained_preset")
+    @classmethod
+    def _preset_directory_exists(cls, value: str) -> str:
+        """A value written as a path must be a preset directory (a name or handle is checked when
+        the family loads it)."""
+        looks_like_path = "://" not in value and (
+            "/" in value or "\\" in value or value.startswith((".", "~")))
+        if looks_like_path and not (Path(value).expanduser() / "config.json").is_file():
+            raise ValueError(f"{value!r} is not a preset directory (no config.json in it): give a "
+                             "directory saved with save_to_preset, or a KerasHub preset name such "
+                             "as 'gpt2_base_en'")
+        return value
+
     @field_validator("split_fractions")
     @classmethod
     def _fractions_sum_to_one(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
@@ -203,6 +221,11 @@ class ExperimentConfig(BaseModel):
             raise ValueError("jit_compile=True cannot be honoured with deterministic=True: Keras "
                              "turns XLA off under TensorFlow op determinism; set deterministic="
                              "False to compile with XLA, or jit_compile='auto'")
+        own = [family for family in self.models_to_run if FAMILIES[family].brings_tokenizer]
+        if own and self.condition_columns:
+            raise ValueError(f"condition_columns need control tokens in the tokenizer, and {own} "
+                             "bring a pretrained tokenizer without them: remove them from "
+                             "models_to_run or set condition_columns = []")
         for family in self.models_to_run:
             problem = objective_problem(family, self.objective)
             if problem:

@@ -11,12 +11,13 @@ import pandas as pd
 
 from evaluation.evaluate import EvaluationResult
 
-COLUMNS = ("model", "parameters", "test_perplexity", "test_bits_per_char", "test_accuracy",
+COLUMNS = ("model", "parameters", "trainable_parameters", "test_perplexity", "test_bits_per_char",
+           "test_accuracy",
            "train_seconds", "train_tokens_per_second", "generation_ms_per_token",
            "distinct_1", "distinct_2", "known_word_share", "memorised_share",
            "condition_gain_bits_per_char")
 # Markdown number formats, one per column above (the CSV keeps full precision).
-_MARKDOWN_FORMATS = ("", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f", ".3f",
+_MARKDOWN_FORMATS = ("", ",.0f", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f", ".3f",
                      ".4f")
 
 
@@ -32,6 +33,8 @@ class ModelReport:
     model: str
     evaluation: EvaluationResult
     parameters: int | None = None
+    # updated by training (LoRA: the adapters only); None for the n-gram, whose counts are fitted
+    trainable_parameters: int | None = None
     train_seconds: float | None = None
     train_tokens_per_second: float | None = None
     generation_ms_per_token: float | None = None
@@ -49,6 +52,7 @@ class ModelReport:
         return {
             "model": self.model,
             "parameters": self.parameters,
+            "trainable_parameters": self.trainable_parameters,
             "test_perplexity": self.evaluation.perplexity,
             "test_bits_per_char": self.evaluation.bits_per_char,
             "test_accuracy": self.evaluation.accuracy,
@@ -80,13 +84,15 @@ def comparison_table(rows: list[ModelReport]) -> pd.DataFrame:
         raise ValueError(f"comparison_table: model names {duplicates} appear more than once; "
                          "give each row its own name")
     table = pd.DataFrame([row.row() for row in rows], columns=list(COLUMNS))
-    table["parameters"] = table["parameters"].astype("Int64")  # integers, <NA> where unknown
+    for column in ("parameters", "trainable_parameters"):
+        table[column] = table[column].astype("Int64")  # integers, <NA> where unknown
     return table.sort_values("test_bits_per_char", kind="stable", na_position="last",
                              ignore_index=True)
 
 
-def save_table(df: pd.DataFrame, plots_dir: str | Path) -> list[Path]:
-    """Write `comparison.csv` (full precision) and `comparison.md` (rounded) into plots_dir."""
+def save_table(df: pd.DataFrame, plots_dir: str | Path, notes: Sequence[str] = ()) -> list[Path]:
+    """Write `comparison.csv` (full precision) and `comparison.md` (rounded, `notes` under it)
+    into plots_dir."""
     plots_dir = Path(plots_dir)
     plots_dir.mkdir(parents=True, exist_ok=True)
     csv_path, markdown_path = plots_dir / "comparison.csv", plots_dir / "comparison.md"
@@ -96,5 +102,5 @@ def save_table(df: pd.DataFrame, plots_dir: str | Path) -> list[Path]:
     printable = df.astype(object).where(df.notna(), None)
     markdown_path.write_text(printable.to_markdown(index=False, floatfmt=formats,
                                                          intfmt=",", missingval="")
-                             + "\n", encoding="utf-8")
+                             + "\n" + "".join(f"\n{note}\n" for note in notes), encoding="utf-8")
     return [csv_path, markdown_path]

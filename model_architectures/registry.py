@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from data_pipeline.errors import ConfigError
 from model_architectures.bilstm_space import BILSTM_OBJECTIVE_REASON, BILSTM_OBJECTIVES, BILSTM_SPACE, BILSTM_TINY
+from model_architectures.gpt2_space import GPT2_CONFIG_KEYS, GPT2_SPACE, GPT2_TINY
 from model_architectures.recurrent_space import RECURRENT_SPACE, RECURRENT_TINY
 from model_architectures.search_space import Declaration, SearchSpace, declare, resolve
 from model_architectures.transformer_space import TRANSFORMER_SPACE, TRANSFORMER_TINY
@@ -21,6 +22,9 @@ from model_architectures.transformer_space import TRANSFORMER_SPACE, TRANSFORMER
 if TYPE_CHECKING:
     import keras
     import keras_tuner as kt
+
+    from data_pipeline.config import ExperimentConfig
+    from data_pipeline.tokenizer import TextTokenizer
 
     # builder(hp, vocab_size, max_len, overrides, **options) -> uncompiled keras.Model
     Builder = Callable[..., keras.Model]
@@ -41,6 +45,14 @@ class Family:
     options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
     objectives: tuple[str, ...] = OBJECTIVES  # the model class declares the same
     objective_reason: str = ""  # why an objective outside `objectives` is refused
+    config_keys: tuple[str, ...] = ()  # CONFIG keys the builder takes as keyword arguments
+    # A function in `module`, tokenizer(family, config) -> TextTokenizer, for a family that brings
+    # its own (a pretrained preset's); None: it trains on the project's tokenizer at any vocab_size.
+    tokenizer: str | None = None
+
+    @property
+    def brings_tokenizer(self) -> bool:
+        return self.tokenizer is not None
 
     def load_builder(self) -> Builder:
         return getattr(importlib.import_module(self.module), self.builder)
@@ -57,13 +69,29 @@ FAMILIES: dict[str, Family] = {
                           TRANSFORMER_SPACE, TRANSFORMER_TINY),
     "bilstm": Family("model_architectures.bilstm", "build_bilstm", BILSTM_SPACE, BILSTM_TINY,
                      objectives=BILSTM_OBJECTIVES, objective_reason=BILSTM_OBJECTIVE_REASON),
+    "gpt2": Family("model_architectures.gpt2", "build_gpt2", GPT2_SPACE, GPT2_TINY,
+                   config_keys=GPT2_CONFIG_KEYS, tokenizer="gpt2_tokenizer"),
 }
 
 
-def family_names(objective: str | None = None) -> tuple[str, ...]:
-    """Every registered family (that supports `objective`, if given), in registry order (the
-    order of plots and benchmarks)."""
-    return tuple(name for name, spec in FAMILIES.items() if objective is None or objective in spec.objectives)
+def family_names(objective: str | None = None,
+                 brings_tokenizer: bool | None = None) -> tuple[str, ...]:
+    """Every registered family (that supports `objective`, and that brings its own tokenizer or
+    not, if given), in registry order (the order of plots and benchmarks).
+
+    `brings_tokenizer=False`: the families built at any vocabulary size, from scratch.
+    """
+    return tuple(name for name, spec in FAMILIES.items()
+                 if (objective is None or objective in spec.objectives)
+                 and (brings_tokenizer is None or spec.brings_tokenizer == brings_tokenizer))
+
+
+def family_tokenizer(family: str, config: ExperimentConfig) -> TextTokenizer | None:
+    """The tokenizer `family` brings (imports its module), or None: it uses the project's."""
+    spec = _family(family)
+    if spec.tokenizer is None:
+        return None
+    return getattr(importlib.import_module(spec.module), spec.tokenizer)(family, config)
 
 
 def unknown_family_message(name: str) -> str:
@@ -97,12 +125,18 @@ def check_hyperparameters(family: str, overrides: Mapping[str, Any] | None,
 
 
 def build_model(family: str, hp: kt.HyperParameters | None, vocab_size: int, max_len: int,
-                overrides: Mapping[str, Any] | None = None) -> keras.Model:
+                overrides: Mapping[str, Any] | None = None,
+                config: ExperimentConfig | None = None) -> keras.Model:
     """Declare `family`'s search space on `hp` (a fresh one: defaults) and return the model.
 
     The model is uncompiled and built for (None, max_len) inputs, so count_params() works.
+    `config` supplies the CONFIG keys the family's builder takes (`Family.config_keys`).
     """
     spec = _family(family)
+    if spec.config_keys and config is None:
+        raise ValueError(f"model family {family!r} is built from CONFIG keys "
+                         f"{list(spec.config_keys)}: pass config=ExperimentConfig")
+    settings = {key: getattr(config, key) for key in spec.config_keys}
     if not isinstance(vocab_size, int) or vocab_size < 5:
         raise ValueError(f"vocab_size={vocab_size!r}: need an int >= 5 (4 special tokens + text)")
     if not isinstance(max_len, int) or max_len < 2:
@@ -111,7 +145,7 @@ def build_model(family: str, hp: kt.HyperParameters | None, vocab_size: int, max
         import keras_tuner as kt
 
         hp = kt.HyperParameters()
-    model = spec.load_builder()(hp, vocab_size, max_len, overrides, **spec.options)
+    model = spec.load_builder()(hp, vocab_size, max_len, overrides, **spec.options, **settings)
     model.build((None, max_len))
     return model
 

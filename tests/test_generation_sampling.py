@@ -22,7 +22,7 @@ VOCAB, MAX_LEN, EOS = 30, 16, 3
 # simple_rnn tests below set its untied output layer's weights).
 VARIATIONS = {"lstm": {"num_layers": 2}, "transformer": {"num_layers": 2},
               "simple_rnn": {"tie_embeddings": False}}
-TINY = {family: {**FAMILIES[family].tiny, **VARIATIONS.get(family, {})} for family in family_names()}
+TINY = {family: {**FAMILIES[family].tiny, **VARIATIONS.get(family, {})} for family in family_names(brings_tokenizer=False)}
 PROMPTS = [[EOS], [EOS, 5, 6, 7, 8], [EOS, 9, 10]]
 
 
@@ -55,7 +55,7 @@ def trained_model(trained_checkpoints, family: str) -> keras.Model:
     return model
 
 
-@pytest.mark.parametrize("family", family_names())
+@pytest.mark.parametrize("family", family_names(brings_tokenizer=False))
 @pytest.mark.filterwarnings("ignore:You are using a softmax over axis")  # Keras, 1-token recompute
 def test_cached_greedy_equals_recomputing_the_full_sequence(trained_checkpoints, family):
     model = trained_model(trained_checkpoints, family)

@@ -23,7 +23,7 @@ def tokens(seed: int = 0) -> np.ndarray:
     return np.random.default_rng(seed).integers(1, VOCAB, size=(BATCH, MAX_LEN)).astype("int32")
 
 
-@pytest.mark.parametrize("family", family_names())
+@pytest.mark.parametrize("family", family_names(brings_tokenizer=False))
 def test_shapes_and_the_last_position_call(family):
     model = tiny(family)
     assert isinstance(model, LanguageModel)
@@ -41,7 +41,7 @@ def test_shapes_and_the_last_position_call(family):
     assert model.max_sequence_length in (None, MAX_LEN)
 
 
-@pytest.mark.parametrize("family", family_names())
+@pytest.mark.parametrize("family", family_names(brings_tokenizer=False))
 def test_cached_steps_equal_recomputing(family):
     model = tiny(family)
     ids = tokens(1)
@@ -71,7 +71,7 @@ def independent_flops(model: LanguageModel) -> float:
     return 2.0 * matrices * positions
 
 
-@pytest.mark.parametrize("family", family_names())
+@pytest.mark.parametrize("family", family_names(brings_tokenizer=False))
 def test_flops_per_token_agree_with_a_count_from_the_parameter_shapes(family):
     model = tiny(family)
     flops = model.forward_flops_per_token()

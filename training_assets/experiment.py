@@ -33,6 +33,7 @@ from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, known_word_share, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
+from model_architectures.registry import FAMILIES, family_tokenizer
 from model_architectures.saving import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
 from training_assets.compile import configure_precision
@@ -75,6 +76,8 @@ class PreparedData:
     corpus: Corpus
     tokenizer: TextTokenizer
     datasets: Datasets
+    # family -> its own tokenizer's data (a pretrained preset's), built once on first use
+    by_family: dict[str, "PreparedData"] = field(default_factory=dict, repr=False, compare=False)
 
 
 @dataclass
@@ -112,6 +115,20 @@ def prepare_data(config: ExperimentConfig, environment: Environment,
     return PreparedData(corpus=corpus, tokenizer=tokenizer, datasets=datasets)
 
 
+def family_data(family: str, config: ExperimentConfig, data: PreparedData) -> PreparedData:
+    """The data `family` trains and is evaluated on: `data`, or the same corpus through the
+    tokenizer the family brings. Bits per character stay comparable: every tokenizer's splits
+    count the same documents' characters."""
+    if not FAMILIES[family].brings_tokenizer:
+        return data
+    if family not in data.by_family:
+        tokenizer = family_tokenizer(family, config)
+        replicas = data.datasets.global_batch_size // data.datasets.per_replica_batch_size
+        data.by_family[family] = PreparedData(data.corpus, tokenizer, build_datasets(
+            data.corpus, tokenizer, config, num_replicas=replicas))
+    return data.by_family[family]
+
+
 def split_summary(data: PreparedData) -> pd.DataFrame:
     """Documents, tokens and characters per split: what the perplexities are measured on."""
     rows = []
@@ -126,18 +143,20 @@ def split_summary(data: PreparedData) -> pd.DataFrame:
 def tune_family(family: str, config: ExperimentConfig, environment: Environment,
                 data: PreparedData) -> TuningOutcome:
     """Search the family's space; its result replaces the defaults only if it clearly beats them."""
-    return tune_model(family, data.datasets, config, environment.strategy)
+    return tune_model(family, family_data(family, config, data).datasets, config, environment.strategy)
 
 
 def train_family(family: str, hyperparameters: kt.HyperParameters, config: ExperimentConfig,
                  environment: Environment, data: PreparedData) -> TrainingResult:
     """Train the family with the values tuning kept (its best checkpoint is the result)."""
+    data = family_data(family, config, data)
     return train_model(family, hyperparameters, data.datasets, config, environment.strategy, data.tokenizer)
 
 
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                     data: PreparedData) -> FamilyRun:
     """Test-split metrics of the best checkpoint, generation speed and sample quality."""
+    data = family_data(training.family, config, data)
     model = load_trained_model(training.checkpoint_path)  # as the generate CLI does: no optimizer
     evaluation = evaluate_model(model, data.datasets.test)
     shuffled = shuffled_condition_evaluation(model, data.corpus, data.tokenizer, config,
@@ -152,6 +171,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         model=training.family,
         evaluation=evaluation,
         parameters=training.parameters,
+        trainable_parameters=training.trainable_parameters,
         train_seconds=training.train_seconds,
         train_tokens_per_second=training.train_tokens_per_second,
         generation_ms_per_token=generated.ms_per_token,
@@ -183,10 +203,12 @@ def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
                      data: PreparedData) -> Interpolation | None:
     """The neural model with the best validation perplexity, mixed per token with the n-gram model.
 
-    Chosen on validation (all families share the tokenizer, so validation perplexity ranks them
-    as validation bits/char would); the test split only scores the mixture. None, logged, when
+    Chosen on validation among the families on the project's tokenizer (they share it, so
+    validation perplexity ranks them as validation bits/char would, and the n-gram model scores
+    the same tokens); the test split only scores the mixture. None, logged, when
     config.kn_interpolation is off or the split layout cannot pair the two models' tokens.
     """
+    runs = [run for run in runs if not FAMILIES[run.family].brings_tokenizer]
     if not config.kn_interpolation or not runs:
         return None
     problem = pairing_problem(config)
@@ -215,12 +237,23 @@ def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: E
     table = comparison_table(reports)
     if not is_chief():
         return table, []
-    paths = save_table(table, config.plots_dir)
+    paths = save_table(table, config.plots_dir, tokenizer_notes(runs))
     samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
     write_json(samples_path, {run.family: run.samples for run in runs})
     paths.append(samples_path)
     paths += plot_all([run.training for run in runs], reports, config.plots_dir)
     return table, paths
+
+
+def tokenizer_notes(runs: list[FamilyRun]) -> list[str]:
+    """What to say under the table when some rows read the text through their own tokenizer."""
+    own = [run.family for run in runs if FAMILIES[run.family].brings_tokenizer]
+    if not own:
+        return []
+    return [f"{', '.join(own)} read the text through {'its' if len(own) == 1 else 'their'} "
+            "pretrained preset's tokenizer; the other rows, the n-gram baseline and its mixture "
+            "through the project's. Compare rows by test_bits_per_char (the same characters for "
+            "every row); perplexity and accuracy are per token of each row's own tokenizer."]
 
 
 @dataclass

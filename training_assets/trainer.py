@@ -33,7 +33,7 @@ import tensorflow as tf
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import Datasets
 from data_pipeline.tokenizer import TextTokenizer
-from model_architectures.registry import build_model
+from model_architectures.registry import FAMILIES, build_model
 from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
@@ -76,6 +76,7 @@ class TrainingResult:
     diverged: bool
     stopped_reason: str
     reused: bool = False  # True: a finished checkpoint of the same run, not trained again
+    trainable_parameters: int | None = None  # those the optimizer updates (LoRA: the adapters)
 
 
 @dataclass(frozen=True)
@@ -137,11 +138,12 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     seed_everything(config)  # initial weights and dropout as if this family ran first
     with strategy.scope():
         model = build_model(family, hyperparameters, datasets.vocab_size, datasets.max_len,
-                            config.hyperparameters.get(family))
+                            config.hyperparameters.get(family), config)
         schedule = compile_model(model, config, hyperparameters.get("learning_rate"),
                                  total_steps=steps * config.final_training_epochs, strategy=strategy)
 
-    manifest = run_manifest(identity, tokenizer, model.count_params(), config)
+    manifest = run_manifest(identity, tokenizer, model.count_params(), config,
+                            trainable_parameters(model))
     finished_epochs = _prepare_outputs(paths, manifest, config.resume)
     earlier = read_history(paths.history)[:finished_epochs]
     _rewrite_history(paths.history, earlier, resuming=finished_epochs > 0)
@@ -189,7 +191,8 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         logger.warning("%s: no epoch had a finite %s; saving the final weights to %s", family, MONITOR,
                        paths.checkpoint)
         model.save(paths.checkpoint)
-    result = _result(family, hyperparameters, rows, datasets, model.count_params(), paths, guard.diverged, reason)
+    result = _result(family, hyperparameters, rows, datasets, model.count_params(), paths, guard.diverged, reason,
+                     trainable_parameters(model))
     write_json(paths.manifest, {**manifest, "training": {
         "stopped_reason": reason, "diverged": guard.diverged, "epochs": len(rows),
         "best_epoch": best_epoch, "train_seconds": result.train_seconds,
@@ -211,8 +214,19 @@ def run_identity(family: str, hyperparameters: kt.HyperParameters, datasets: Dat
         "tokenizer_fingerprint": tokenizer.fingerprint,
         "ema_momentum": config.ema_momentum,
         "training_settings": {key: value for key, value in config.to_dict().items()
-                              if key not in NOT_TRAINING_KEYS},
+                              if key not in NOT_TRAINING_KEYS and key not in _other_families_keys(family)},
     }
+
+
+def _other_families_keys(family: str) -> set[str]:
+    """CONFIG keys only other families' builders read (e.g. gpt2's preset): they do not retrain this one."""
+    return ({key for spec in FAMILIES.values() for key in spec.config_keys}
+            - set(FAMILIES[family].config_keys))
+
+
+def trainable_parameters(model: keras.Model) -> int:
+    """Weights the optimizer updates: all of them, or with LoRA only the adapters."""
+    return int(sum(int(keras.ops.size(weight)) for weight in model.trainable_weights))
 
 
 def finished_training(paths: TrainingPaths, identity: dict[str, Any],
@@ -234,19 +248,20 @@ def finished_training(paths: TrainingPaths, identity: dict[str, Any],
                 identity["family"], paths.checkpoint, training.get("stopped_reason"))
     result = _result(identity["family"], saved["hyperparameters"], rows, datasets,
                      int(saved.get("parameters", 0)), paths, bool(training.get("diverged")),
-                     str(training.get("stopped_reason")))
+                     str(training.get("stopped_reason")), saved.get("trainable_parameters"))
     result.reused = True
     return result
 
 
 def run_manifest(identity: dict[str, Any], tokenizer: TextTokenizer, parameters: int,
-                 config: ExperimentConfig) -> dict[str, Any]:
+                 config: ExperimentConfig, trainable: int | None = None) -> dict[str, Any]:
     """What the checkpoint holds and how to use it (the generate CLI finds the tokenizer here)."""
     return {
         **identity,
         "tokenizer_path": tokenizer.path or config.tokenizer_path,
         "tokenizer_kind": tokenizer.kind,
         "parameters": int(parameters),
+        "trainable_parameters": None if trainable is None else int(trainable),
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "keras_version": keras.__version__,
         "config": config.to_dict(),
@@ -328,7 +343,8 @@ def _best_epoch(rows: list[dict[str, float]]) -> int | None:
 
 
 def _result(family: str, hyperparameters: kt.HyperParameters | dict[str, Any], rows: list[dict[str, float]], datasets: Datasets,
-            parameters: int, paths: TrainingPaths, diverged: bool, reason: str) -> TrainingResult:
+            parameters: int, paths: TrainingPaths, diverged: bool, reason: str,
+            trainable: int | None = None) -> TrainingResult:
     skip = {"epoch", *TIMING_KEYS}
     history = {key: [row[key] for row in rows] for key in (rows[0] if rows else {}) if key not in skip}
     epoch_seconds = [row.get("epoch_seconds", math.nan) for row in rows]
@@ -337,7 +353,7 @@ def _result(family: str, hyperparameters: kt.HyperParameters | dict[str, Any], r
         epoch_seconds=epoch_seconds, train_seconds=float(sum(epoch_seconds)),
         train_tokens_per_second=_tokens_per_second(rows, tokens_per_step(datasets)),
         parameters=int(parameters), checkpoint_path=str(paths.checkpoint), diverged=diverged,
-        stopped_reason=reason)
+        stopped_reason=reason, trainable_parameters=None if trainable is None else int(trainable))
 
 
 def _tokens_per_second(rows: list[dict[str, float]], tokens_per_step: float) -> float:

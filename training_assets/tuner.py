@@ -41,7 +41,7 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import Datasets
 from data_pipeline.errors import ConfigError
 from data_pipeline.manifests import read_json, write_json
-from model_architectures.registry import build_model, hyperparameters_for
+from model_architectures.registry import FAMILIES, build_model, hyperparameters_for
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import FailTrialOnNaN, TrialSteps, time_budget_callbacks
 from training_assets.cluster import family_oracle
@@ -109,7 +109,7 @@ class FamilyHyperModel(kt.HyperModel):
     def build(self, hp: kt.HyperParameters) -> keras.Model:
         seed_everything(self.config)  # every trial starts from the seed, whatever ran before it
         model = build_model(self.family, hp, self.datasets.vocab_size, self.datasets.max_len,
-                            self.config.hyperparameters.get(self.family))
+                            self.config.hyperparameters.get(self.family), self.config)
         self.schedule = compile_model(model, self.config, hp.get("learning_rate"),
                                       self.steps_per_epoch * self.config.tuning_epochs, self.strategy)
         return model
@@ -136,7 +136,7 @@ def tuning_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
 
 def tuning_manifest(family: str, datasets: Datasets, config: ExperimentConfig) -> dict[str, Any]:
     """What must be equal for finished trials to be comparable with the ones still to run."""
-    return {
+    manifest = {
         "family": family,
         "tuner": config.tuner,
         "search_space_overrides": config.hyperparameters.get(family, {}),
@@ -154,6 +154,10 @@ def tuning_manifest(family: str, datasets: Datasets, config: ExperimentConfig) -
                       config.ema_momentum],
         "seed": config.seed,
     }
+    settings = {key: getattr(config, key) for key in FAMILIES[family].config_keys}
+    if settings:  # the CONFIG keys its builder reads (gpt2: its preset and LoRA rank)
+        manifest["family_settings"] = settings
+    return manifest
 
 
 def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strategy: tf.distribute.Strategy,
