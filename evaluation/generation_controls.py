@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-from data_pipeline.cleaning import CLEANERS
+from data_pipeline.cleaning import clean_fragment
 from data_pipeline.errors import DataError
 
 MAX_STOP_STRINGS, MAX_STOP_STRING_BYTES = 16, 256  # the in-loop table has strings x bytes x vocab
@@ -56,11 +56,12 @@ class GenerationControls:
         return self != GenerationControls()
 
     @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> "GenerationControls":
-        """From CONFIG-named keys (an ExperimentConfig's dict or the CLI's settings)."""
+    def from_settings(cls, settings: Mapping[str, Any],
+                      cleaning_steps: Sequence[str] = ()) -> "GenerationControls":
+        """From CONTROL_KEYS (a CONFIG dict or the CLI's settings); stop strings cleaned like the corpus."""
         return cls(repetition_penalty=float(settings.get("repetition_penalty", 1.0)),
                    no_repeat_ngram_size=int(settings.get("no_repeat_ngram_size", 0)),
-                   stop_strings=tuple(settings.get("stop_strings", ())),
+                   stop_strings=clean_stop_strings(settings.get("stop_strings", ()), cleaning_steps),
                    min_new_tokens=int(settings.get("min_new_tokens", 0)))
 
 
@@ -75,9 +76,7 @@ def clean_stop_strings(stop_strings: Sequence[str], cleaning_steps: Sequence[str
     """
     cleaned = []
     for text in stop_strings:
-        result = text
-        for step in cleaning_steps:
-            result = CLEANERS[step](result)
+        result = clean_fragment(text, cleaning_steps)
         if not result:
             raise DataError(f"stop string {text!r} is empty after the corpus cleaning "
                             f"{list(cleaning_steps)}: the model never writes it; choose text "
