@@ -7,8 +7,8 @@
   (0 is off).
 - `stop_strings`: a continuation ends when its text contains one; the text is cut before it.
 - `min_new_tokens`: the end of the document cannot be sampled before this many new tokens.
-Special tokens ([PAD], [UNK], [BOS], [EOS]) are not text: never penalised or banned, so the
-[EOS] a prompt starts with does not stop the model ending its document.
+[EOS] is never penalised or banned: the [EOS] every prompt starts with must not stop the model
+ending its document.
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ from typing import Any
 
 from keras import ops
 
-from data_pipeline.tokenizer import SPECIAL_TOKENS, TextTokenizer
+from data_pipeline.tokenizer import TextTokenizer
 from evaluation.generation_controls import GenerationControls
 
 NEVER = -1e9  # added to a logit: the token is never sampled
@@ -26,8 +26,8 @@ class LogitsControls:
     def __init__(self, controls: GenerationControls, vocab_size: int) -> None:
         self.controls = controls
         self.vocab_size = vocab_size
-        self.text_ids = ops.arange(vocab_size) >= len(SPECIAL_TOKENS)  # (V,) not a special token
         self.eos = ops.arange(vocab_size) == EOS_ID  # (V,)
+        self.not_eos = ~self.eos  # [EOS] is never penalised or banned
         self.uses_lengths = controls.min_new_tokens > 0 or bool(controls.stop_strings)
 
     def initial_state(self, lengths: Any, stop_table: Any) -> dict[str, Any]:
@@ -68,7 +68,7 @@ class LogitsControls:
     def penalise_repetition(self, logits: Any, prompt: Any, index: Any) -> Any:
         before = ops.cast(ops.arange(prompt.shape[1]) < index, "float32")  # (S,) written so far
         counts = self._scatter(prompt, ops.broadcast_to(before[None, :], prompt.shape))  # (B, V)
-        seen = (counts > 0) & self.text_ids[None, :]
+        seen = (counts > 0) & self.not_eos[None, :]
         penalty = self.controls.repetition_penalty
         return ops.where(seen, ops.where(logits > 0, logits / penalty, logits * penalty), logits)
 
@@ -87,7 +87,7 @@ class LogitsControls:
         else:
             match = ops.broadcast_to(complete[None, :], (batch, starts))
         counts = self._scatter(windows[:, :, n - 1], ops.cast(match, "float32"))  # (B, V)
-        banned = (counts > 0) & self.text_ids[None, :]
+        banned = (counts > 0) & self.not_eos[None, :]
         return ops.where(banned, NEVER, logits)
 
     def advance_stop_states(self, prompt: Any, index: Any, state: dict[str, Any],
