@@ -205,9 +205,11 @@ def test_controlled_loop_equals_recomputing_the_full_text(trained_checkpoints, f
     name = next(name for name, trained in trained_checkpoints.items() if trained.case.family == family)
     model = load_trained_model(trained_checkpoints[name].training.checkpoint_path)
     controls = GenerationControls(repetition_penalty=1.5, no_repeat_ngram_size=3, min_new_tokens=3)
-    prompts = [[EOS], [EOS, 5, 6, 7, 8], [EOS, 9, 10]]
-    result = sample_ids(model, prompts, 10, "greedy", controls=controls)
-    assert result.token_ids == [reference_greedy(model, p, 10, controls) for p in prompts]
+    # "cdefgcde": the learnt next letter "f" would repeat the trigram "def", and is penalised
+    prompts = [[EOS], [EOS, 6, 7, 8, 9, 10, 6, 7, 8], [EOS, 9, 10]]
+    result = sample_ids(model, prompts, 6, "greedy", controls=controls)
+    assert result.token_ids == [reference_greedy(model, p, 6, controls) for p in prompts]
+    assert result.token_ids != sample_ids(model, prompts, 6, "greedy").token_ids
 
 
 def test_controls_reach_the_evaluation_samples(trained_checkpoints):
