@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import ConfigError, DataError
-from data_pipeline.tokenizer import CharTokenizer
+from data_pipeline.tokenizer import BpeTokenizer, CharTokenizer
 from evaluation.generate import main
 from evaluation.generation import generate, generate_timed, sample_ids
 from evaluation.generation_controls import GenerationControls, cut_at_stop_strings
@@ -148,6 +148,16 @@ def test_stop_string_automaton_finds_strings_across_multibyte_tokens():
             text += pieces[token]
             expected = [s.encode() in text for s in ["ab.", "aa", "é", "b.b"]]
             assert list(states == matched) == expected, (text, states)
+
+
+@pytest.mark.parametrize("kind", [BpeTokenizer, CharTokenizer])
+def test_token_bytes_spell_the_text_the_automaton_reads(kind):
+    texts = ["Café au lait… naïve 東京 police", "the police said... «non»"] * 3
+    tokenizer = kind.fit(texts, 300)
+    token_bytes = tokenizer.token_bytes()
+    assert len(token_bytes) == tokenizer.vocab_size and token_bytes[EOS] == b""
+    for text in texts:
+        assert b"".join(token_bytes[i] for i in tokenizer.encode(text)) == text.encode("utf-8")
 
 
 def test_controls_add_no_model_step():
