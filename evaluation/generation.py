@@ -9,7 +9,9 @@ re-encodes the last `max_len` tokens with `call_last` for every new token, left-
 [PAD] as the last-token training windows are at the start of the stream; its ms per token shows
 that cost. Longer prompts keep their own tokens (the sampler never overwrites prompt positions). Every prompt starts with the token that starts
 a document in training ([EOS], the separator of packed streams; [BOS] for packing=False), so an
-empty prompt starts a new document. [PAD] is never sampled.
+empty prompt starts a new document. [PAD] is never sampled. The generation controls (repetition
+penalty, no-repeat n-grams, stop strings, minimum length: evaluation/generation_controls.py) act
+on each step's logits inside the same loop, at no extra model step.
 """
 
 from __future__ import annotations
