@@ -30,6 +30,13 @@ def clean_text(text: str, steps: Iterable[str]) -> str:
     return text.strip()
 
 
+def clean_fragment(text: str, steps: Iterable[str]) -> str:
+    """Apply `steps` without the strip: for pieces of text whose edges matter (stop strings)."""
+    for step in steps:
+        text = CLEANERS[step](text)
+    return text
+
+
 def clean_documents(documents: Iterable[str], steps: Iterable[str]) -> Iterator[tuple[int, str]]:
     """Yield (index, cleaned text) for each document that is not empty after cleaning.
 

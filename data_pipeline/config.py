@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal, Mapping
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
+from data_pipeline.cleaning import clean_fragment
 from data_pipeline.errors import ConfigError
 from model_architectures.registry import (FAMILIES, check_hyperparameters, objective_problem,
                                           unknown_family_message)
@@ -129,6 +130,16 @@ class ExperimentConfig(BaseModel):
     prompts: tuple[str, ...] = ("",)
     num_samples: int = Field(default=5, ge=1)
     max_new_tokens: int = Field(default=40, ge=1)
+    # generation controls, all off by default (evaluation/generation_controls.py): divide positive
+    # / multiply negative logits of tokens already in the text (> 1 discourages repeats, CTRL);
+    # never repeat an n-gram of this size (0: off); end a sample when its text contains one of
+    # these strings (cut before it; cleaned like the corpus); no end of document before this
+    # many new tokens. The report's samples and the notebook's use them.
+    repetition_penalty: float = Field(default=1.0, gt=0, le=10)
+    no_repeat_ngram_size: int = Field(default=0, ge=0, le=64)
+    stop_strings: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
+        default=(), max_length=16)
+    min_new_tokens: int = Field(default=0, ge=0)
 
     # --- where results go --------------------------------------------------------------------
     plots_dir: str = "plots"
@@ -226,6 +237,14 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"condition_columns need control tokens in the tokenizer, and {own} "
                              "bring a pretrained tokenizer without them: remove them from "
                              "models_to_run or set condition_columns = []")
+        if self.min_new_tokens > self.max_new_tokens:
+            raise ValueError(f"min_new_tokens={self.min_new_tokens} > max_new_tokens="
+                             f"{self.max_new_tokens}: lower min_new_tokens or raise max_new_tokens")
+        for text in self.stop_strings:
+            if not clean_fragment(text, self.cleaning_steps):
+                raise ValueError(f"stop_strings: {text!r} is empty after the corpus cleaning "
+                                 f"{list(self.cleaning_steps)}, so no sample can contain it: "
+                                 "choose text that survives the cleaning")
         for family in self.models_to_run:
             problem = objective_problem(family, self.objective)
             if problem:

@@ -189,6 +189,13 @@ class BpeTokenizer(TextTokenizer):
         return self._backend.decode_batch([[int(i) for i in ids] for ids in list_of_ids],
                                           skip_special_tokens=skip_special_tokens)
 
+    def token_bytes(self) -> list[bytes]:
+        """The bytes each id decodes to (b"" for special tokens): what stop strings match."""
+        byte_of = _byte_level_alphabet()
+        first_text = len(self.special_tokens)
+        return [b"" if i < first_text else bytes(byte_of[c] for c in self._backend.id_to_token(i))
+                for i in range(self.vocab_size)]
+
     def to_json(self) -> str:
         return self._backend.to_str(pretty=False)
 
@@ -236,10 +243,30 @@ class CharTokenizer(TextTokenizer):
                 texts.append("".join(self._tokens[i] if 0 <= i < size else "[UNK]" for i in ids))
         return texts
 
+    def token_bytes(self) -> list[bytes]:
+        """The UTF-8 bytes of each id's text (b"" for special tokens): what stop strings match."""
+        first_char = len(self.special_tokens)
+        return [b"" if i < first_char else token.encode("utf-8")
+                for i, token in enumerate(self._tokens)]
+
     def to_json(self) -> str:
         return json.dumps({"kind": self.kind, "format_version": FORMAT_VERSION,
                            "special_tokens": list(self.special_tokens), "characters": self._characters},
                           ensure_ascii=False)
+
+
+def _byte_level_alphabet() -> dict[str, int]:
+    """Character -> byte of byte-level BPE's vocabulary (GPT-2's printable stand-ins for bytes)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1),
+                 *range(ord("\xae"), ord("\xff") + 1)]
+    characters, shifted = {}, 0
+    for byte in range(256):
+        if byte in printable:
+            characters[chr(byte)] = byte
+        else:  # the others move past 255 in byte order
+            characters[chr(256 + shifted)] = byte
+            shifted += 1
+    return characters
 
 
 TOKENIZER_KINDS: dict[str, type[TextTokenizer]] = {"bpe": BpeTokenizer, "char": CharTokenizer}

@@ -4,6 +4,8 @@
         --sampler top_p --top-p 0.9 --temperature 0.8 -n 5
     python -m evaluation.generate --model trained_models/*.keras --prompt "police"   # side by side
     python -m evaluation.generate --model trained_models/gru.keras --condition category=zippy
+    python -m evaluation.generate --model trained_models/gru.keras --repetition-penalty 1.2
+        --no-repeat-ngram-size 3 --stop-string "." --min-new-tokens 5
 
 The tokenizer comes from the manifest beside the model (`<family>.manifest.json`, key
 "tokenizer_path"), or --tokenizer. Prompts are cleaned like the training text (the manifest's
@@ -26,9 +28,10 @@ from data_pipeline.conditions import check_generation_conditions
 from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
+from evaluation.generation_controls import CONTROL_KEYS, GenerationControls
 
 SAMPLING_KEYS = ("sampler", "temperature", "top_k", "top_p", "beam_width", "max_new_tokens",
-                 "num_samples", "seed")
+                 "num_samples", "seed", *CONTROL_KEYS)
 
 
 @dataclass(frozen=True)
@@ -39,6 +42,7 @@ class GenerationJob:
     tokenizer: TextTokenizer
     config: ExperimentConfig
     settings: dict[str, Any]  # SAMPLING_KEYS: the command line's values, else the manifest's CONFIG
+    controls: GenerationControls  # from settings, stop strings cleaned like the training text
     prompts: list[str]  # cleaned like the training text
     conditions: dict[str, str]  # --condition column=value pairs, checked against the tokenizer
 
@@ -61,6 +65,15 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("-n", "--num-samples", dest="num_samples", type=int,
                         help="samples per prompt")
     parser.add_argument("--seed", type=int)
+    parser.add_argument("--repetition-penalty", dest="repetition_penalty", type=float,
+                        help="> 1 discourages tokens already in the text (1.0: off)")
+    parser.add_argument("--no-repeat-ngram-size", dest="no_repeat_ngram_size", type=int,
+                        help="never repeat an n-gram of this many tokens (0: off)")
+    parser.add_argument("--stop-string", dest="stop_strings", action="append", default=None,
+                        metavar="TEXT", help="end a sample when its text contains TEXT, cut "
+                                             "before it (repeatable)")
+    parser.add_argument("--min-new-tokens", dest="min_new_tokens", type=int,
+                        help="no end of document before this many new tokens")
     parser.add_argument("--condition", action="append", default=[], metavar="COLUMN=VALUE",
                         help="a condition column's value (repeatable), for models trained with "
                              "condition_columns, e.g. category=computers")
@@ -138,10 +151,11 @@ def prepare(model_path: Path, args: argparse.Namespace) -> GenerationJob:
                 for key in SAMPLING_KEYS}
     if settings["num_samples"] < 1 or settings["max_new_tokens"] < 1:
         raise DataError("-n and --max-new-tokens must be >= 1")
+    controls = GenerationControls.from_settings(settings, config.cleaning_steps)
     prompts = [clean_text(prompt, config.cleaning_steps) for prompt in (args.prompt or [""])]
     conditions = parse_conditions(args.condition)
     check_generation_conditions(conditions, tokenizer.known_conditions)
-    return GenerationJob(model_path, tokenizer, config, settings, prompts, conditions)
+    return GenerationJob(model_path, tokenizer, config, settings, controls, prompts, conditions)
 
 
 def parse_conditions(pairs: Sequence[str]) -> dict[str, str]:
@@ -175,7 +189,8 @@ def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
                          temperature=settings["temperature"], top_k=settings["top_k"],
                          top_p=settings["top_p"], beam_width=settings["beam_width"],
                          seed=settings["seed"], start_id=document_start_id(job.config),
-                         jit_compile=args.jit_compile, conditions=job.conditions or None)
+                         jit_compile=args.jit_compile, conditions=job.conditions or None,
+                         controls=job.controls)
         results.append((job.model_path, texts))
     return results
 

@@ -9,7 +9,9 @@ re-encodes the last `max_len` tokens with `call_last` for every new token, left-
 [PAD] as the last-token training windows are at the start of the stream; its ms per token shows
 that cost. Longer prompts keep their own tokens (the sampler never overwrites prompt positions). Every prompt starts with the token that starts
 a document in training ([EOS], the separator of packed streams; [BOS] for packing=False), so an
-empty prompt starts a new document. [PAD] is never sampled.
+empty prompt starts a new document. [PAD] is never sampled. The generation controls (repetition
+penalty, no-repeat n-grams, stop strings, minimum length: evaluation/generation_controls.py) act
+on each step's logits inside the same loop, at no extra model step.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ from data_pipeline.conditions import check_generation_conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
+from evaluation.generation_controls import GenerationControls, cut_at_stop_strings
+from evaluation.logits_controls import LogitsControls
+from evaluation.stop_strings import stop_string_tables
 from model_architectures.contract import LanguageModel
 
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
@@ -100,12 +105,14 @@ class _CompiledLoop:
     """One sampler and its compiled sampling loop for one model, reused across calls.
 
     Random samplers get their seed state re-assigned before each call, so a seeded call gives
-    the same tokens every time.
+    the same tokens every time. The generation controls act on each step's logits; their state
+    travels in the loop's cache as {"model": the model's cache, **LogitsControls state}.
     """
 
     def __init__(self, model: LanguageModel, sampler: keras_hub.samplers.Sampler,
-                 jit_compile: bool, vocab_size: int) -> None:
+                 jit_compile: bool, vocab_size: int, controls: GenerationControls) -> None:
         self.sampler = sampler
+        self.controls = LogitsControls(controls, vocab_size)
         self.traced: set[tuple] = set()
         never = np.zeros((vocab_size,), dtype="float32")
         never[PAD_ID] = -1e9  # [PAD] is never a training target
@@ -116,7 +123,7 @@ class _CompiledLoop:
             step = index - 1  # feed the token before `index`, predict the one at `index`
             tokens = ops.slice(prompt, [0, step], [ops.shape(prompt)[0], 1])  # (B, 1)
             logits, cache = model_ref().call_with_cache(tokens, cache, step)  # (B, 1, V)
-            return ops.squeeze(logits, axis=1) + never, None, cache  # (B, V)
+            return ops.squeeze(logits, axis=1) + never, cache  # (B, V)
 
         window = model.max_len
 
@@ -125,7 +132,7 @@ class _CompiledLoop:
             padded = ops.concatenate([ops.zeros((batch, window), prompt.dtype), prompt], axis=1)
             tokens = ops.slice(padded, [0, index], [batch, window])  # the window before `index`
             logits = model_ref().call_last(tokens)  # (B, 1, V); length 1 may be unknown in a graph
-            return logits[:, -1, :] + never, None, cache  # (B, V)
+            return logits[:, -1, :] + never, cache  # (B, V)
 
         def prefill(token_ids, cache):  # (B, t) prompt tokens before the first sampled one
             return model_ref().call_with_cache(token_ids, cache, 0)[1]
@@ -135,9 +142,17 @@ class _CompiledLoop:
 
         step_logits = next_logits if model.has_cache else reencoded_logits
 
-        def run(token_ids, cache, index, mask, stop_token_ids):
-            return self.sampler(next=step_logits, prompt=token_ids, cache=cache, index=index,
-                                mask=mask, stop_token_ids=stop_token_ids, model=model_ref())
+        def run(token_ids, cache, index, mask, lengths, stop_table, stop_token_ids):
+            def controlled_logits(prompt, state, index):
+                logits, model_cache = step_logits(prompt, state["model"], index)
+                logits, state = self.controls(logits, prompt, index, state, stop_table)
+                return logits, None, {**state, "model": model_cache}
+
+            state = {"model": () if cache is None else cache,
+                     **self.controls.initial_state(lengths, stop_table)}
+            return self.sampler(next=controlled_logits, prompt=token_ids, cache=state,
+                                index=index, mask=mask, stop_token_ids=stop_token_ids,
+                                model=model_ref())
 
         # partial objects, not lambdas: tf.function counts retracing per code object, and each
         # model/sampler pair tracing its own loop once is expected, not a retracing problem.
@@ -157,14 +172,17 @@ _LOOPS: "weakref.WeakKeyDictionary[keras.Model, dict[tuple, _CompiledLoop]]" = w
 
 
 def _loop_for(model: LanguageModel, sampler: str, temperature: float, top_k: int, top_p: float,
-              beam_width: int, jit_compile: bool) -> _CompiledLoop:
+              beam_width: int, jit_compile: bool, controls: GenerationControls) -> _CompiledLoop:
     per_model = _LOOPS.setdefault(model, {})
-    key = (sampler, temperature, top_k, top_p, beam_width, jit_compile)
+    # The stop strings' tables are arguments of the loop, not part of it: only their presence counts.
+    traced_controls = (controls.repetition_penalty, controls.no_repeat_ngram_size,
+                       controls.min_new_tokens, bool(controls.stop_strings))
+    key = (sampler, temperature, top_k, top_p, beam_width, jit_compile, traced_controls)
     if key not in per_model:
         vocab_size = _vocab_size(model)
         per_model[key] = _CompiledLoop(
             model, make_sampler(sampler, temperature, top_k, top_p, beam_width,
-                                vocab_size=vocab_size), jit_compile, vocab_size)
+                                vocab_size=vocab_size), jit_compile, vocab_size, controls)
     return per_model[key]
 
 
@@ -194,13 +212,18 @@ class _Batch:
 def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_new_tokens: int,
                sampler: str = "top_p", temperature: float = 1.0, top_k: int = 40,
                top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
-               stop_at_end: bool = True, jit_compile: bool | None = None) -> SampledIds:
+               stop_at_end: bool = True, jit_compile: bool | None = None,
+               controls: GenerationControls | None = None,
+               token_bytes: Sequence[bytes] | None = None) -> SampledIds:
     """Continue each prompt (token ids, starting with the document-start id) by <= max_new_tokens.
 
     Prompt + max_new_tokens is clipped, with a warning, to the model's learned positions.
     `stop_at_end=False` runs exactly max_new_tokens steps (timing). jit_compile=None: see
-    NOT_XLA_BY_DEFAULT.
+    NOT_XLA_BY_DEFAULT. `controls.stop_strings` need `token_bytes` (the tokenizer's
+    `token_bytes()`): a continuation ends with the token that completes a stop string, which it
+    keeps (the text is cut by `generate`).
     """
+    controls = controls or GenerationControls()
     prompts = [[int(t) for t in ids] for ids in prompt_ids]
     if not prompts:
         return SampledIds([], 0.0, 0)
@@ -225,9 +248,16 @@ def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_ne
                           f"({longest} tokens) + new tokens must fit in max_len={limit}",
                           stacklevel=2)
             max_new_tokens = limit - longest
+    stop_table = None
+    if controls.stop_strings:
+        if token_bytes is None or len(token_bytes) != vocab_size:
+            raise DataError("stop strings need the bytes of each of the model's "
+                            f"{vocab_size} tokens: pass token_bytes=tokenizer.token_bytes()")
+        stop_table = tuple(tf.constant(t) for t in stop_string_tables(token_bytes, controls.stop_strings))
     if jit_compile is None:
         jit_compile = sampler not in NOT_XLA_BY_DEFAULT
-    loop = _loop_for(model, sampler, temperature, top_k, top_p, beam_width, bool(jit_compile))
+    loop = _loop_for(model, sampler, temperature, top_k, top_p, beam_width, bool(jit_compile),
+                     controls)
 
     # Beam search keeps its beams apart only while no row still copies its prompt, so each of its
     # batches holds prompts of one length; other samplers take all prompts in one batch. One
@@ -239,9 +269,10 @@ def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_ne
         groups = [list(range(len(prompts)))]
     batches = [_Batch.of(rows, prompts, longest + max_new_tokens) for rows in groups]
     for batch in batches:  # compile outside the timed runs
-        signature = (batch.token_ids.shape, stop_at_end)
+        signature = (batch.token_ids.shape, stop_at_end,
+                     None if stop_table is None else tuple(stop_table[0].shape))
         if signature not in loop.traced:
-            _run(model, loop, batch, stop_at_end)
+            _run(model, loop, batch, stop_at_end, stop_table)
             loop.traced.add(signature)
     loop.reseed(seed)
 
@@ -249,7 +280,7 @@ def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_ne
     seconds, steps = 0.0, 0
     for batch in batches:
         started = time.perf_counter()
-        out = _run(model, loop, batch, stop_at_end)  # (B, S)
+        out = _run(model, loop, batch, stop_at_end, stop_table)  # (B, S)
         seconds += time.perf_counter() - started
         ends = []
         for i, length, row in zip(batch.rows, batch.lengths, out):
@@ -264,7 +295,8 @@ def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_ne
     return SampledIds(continuations, seconds, steps)
 
 
-def _run(model: LanguageModel, loop: _CompiledLoop, batch: _Batch, stop_at_end: bool) -> np.ndarray:
+def _run(model: LanguageModel, loop: _CompiledLoop, batch: _Batch, stop_at_end: bool,
+         stop_table: tuple[tf.Tensor, tf.Tensor] | None) -> np.ndarray:
     """Prefill the cache with all but the last token of the shortest prompt, then sample."""
     start = min(batch.lengths)  # first position the sampler may write
     batch_size, total = batch.token_ids.shape
@@ -272,7 +304,8 @@ def _run(model: LanguageModel, loop: _CompiledLoop, batch: _Batch, stop_at_end: 
     if start > 1 and model.has_cache:
         cache = loop.prefill(tf.constant(batch.token_ids[:, : start - 1]), cache)
     out = loop.functions[stop_at_end](tf.constant(batch.token_ids), cache,
-                                      tf.constant(start, dtype="int32"), tf.constant(batch.mask))
+                                      tf.constant(start, dtype="int32"), tf.constant(batch.mask),
+                                      tf.constant(batch.lengths, dtype="int32"), stop_table)
     return np.asarray(out)
 
 
@@ -322,17 +355,29 @@ def generate_timed(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequ
                    top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                    seed: int | None = None, start_id: int | None = None,
                    jit_compile: bool | None = None,
-                   conditions: Mapping[str, str] | None = None) -> TimedGeneration:
-    """`generate` plus ids and decoding speed (ms per step, compilation excluded)."""
+                   conditions: Mapping[str, str] | None = None,
+                   controls: GenerationControls | None = None) -> TimedGeneration:
+    """`generate` plus ids and decoding speed (ms per step, compilation excluded).
+
+    With stop strings, a text ends before the first one its continuation contains; its ids
+    keep the tokens the model wrote, through the one that completed the stop string.
+    """
     check_tokenizer(model, tokenizer)
+    controls = controls or GenerationControls()
     encoded = encode_prompts(tokenizer, prompts, start_id, conditions)
     sampled = sample_ids(model, encoded, max_new_tokens, sampler, temperature, top_k, top_p,
-                         beam_width, seed, jit_compile=jit_compile)
+                         beam_width, seed, jit_compile=jit_compile, controls=controls,
+                         token_bytes=tokenizer.token_bytes() if controls.stop_strings else None)
     skipped = 1 + len(tokenizer.known_conditions)  # the start id and the condition ids
     documents = [ids[skipped:] + new for ids, new in zip(encoded, sampled.token_ids)]
-    return TimedGeneration(texts=tokenizer.decode_batch(documents), token_ids=documents,
-                           ms_per_token=sampled.ms_per_token, seconds=sampled.seconds,
-                           steps=sampled.steps)
+    texts = tokenizer.decode_batch(documents)
+    if controls.stop_strings:
+        prompt_texts = tokenizer.decode_batch([ids[skipped:] for ids in encoded])
+        texts = [cut_at_stop_strings(text, controls.stop_strings,
+                                     len(prompt) if text.startswith(prompt) else 0)
+                 for text, prompt in zip(texts, prompt_texts)]
+    return TimedGeneration(texts=texts, token_ids=documents, ms_per_token=sampled.ms_per_token,
+                           seconds=sampled.seconds, steps=sampled.steps)
 
 
 def generate_ids(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequence[str],
@@ -340,24 +385,29 @@ def generate_ids(model: LanguageModel, tokenizer: TextTokenizer, prompts: Sequen
                  top_k: int = 40, top_p: float = 0.9, beam_width: int = 4,
                  seed: int | None = None, start_id: int | None = None,
                  jit_compile: bool | None = None,
-                 conditions: Mapping[str, str] | None = None) -> list[list[int]]:
+                 conditions: Mapping[str, str] | None = None,
+                 controls: GenerationControls | None = None) -> list[list[int]]:
     """Ids of each generated document: the prompt's ids, then new ids up to (without) [EOS]."""
     return generate_timed(model, tokenizer, prompts, max_new_tokens, sampler, temperature, top_k,
-                          top_p, beam_width, seed, start_id, jit_compile, conditions).token_ids
+                          top_p, beam_width, seed, start_id, jit_compile, conditions,
+                          controls).token_ids
 
 
 def generate(model: LanguageModel, tokenizer: TextTokenizer, prompts: list[str],
              max_new_tokens: int, sampler: str = "top_p", temperature: float = 1.0,
              top_k: int = 40, top_p: float = 0.9, beam_width: int = 4, seed: int | None = None,
              start_id: int | None = None, jit_compile: bool | None = None,
-             conditions: Mapping[str, str] | None = None) -> list[str]:
+             conditions: Mapping[str, str] | None = None,
+             controls: GenerationControls | None = None) -> list[str]:
     """One generated document (prompt + continuation) per prompt; "" starts a new document.
 
     `conditions`: the condition columns' values (e.g. {"category": "computers"}) when the model
-    was trained with condition_columns.
+    was trained with condition_columns. `controls`: repetition penalty, no-repeat n-grams, stop
+    strings, minimum length (evaluation/generation_controls.py).
     """
     return generate_timed(model, tokenizer, prompts, max_new_tokens, sampler, temperature, top_k,
-                          top_p, beam_width, seed, start_id, jit_compile, conditions).texts
+                          top_p, beam_width, seed, start_id, jit_compile, conditions,
+                          controls).texts
 
 
 def generation_ms_per_token(model: LanguageModel, tokenizer: TextTokenizer,

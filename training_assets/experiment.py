@@ -29,6 +29,7 @@ from evaluation.baselines import fit_kneser_ney, kneser_ney_report
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.evaluate import evaluate_model
 from evaluation.generation import document_start_id, generate_timed
+from evaluation.generation_controls import GenerationControls
 from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, known_word_share, memorisation_rate
@@ -166,7 +167,8 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
         beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
-        conditions=most_common_conditions(config, data.corpus))
+        conditions=most_common_conditions(config, data.corpus),
+        controls=GenerationControls.from_settings(config.to_dict(), config.cleaning_steps))
     report = ModelReport(
         model=training.family,
         evaluation=evaluation,

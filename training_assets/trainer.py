@@ -59,6 +59,7 @@ NOT_TRAINING_KEYS = frozenset({
     "tuning_steps_per_epoch", "tuning_time_budget_seconds", "resume", "retrain", "tensorboard",
     "kn_order", "kn_interpolation", "sampler", "temperature", "top_k", "top_p", "beam_width",
     "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
+    "repetition_penalty", "no_repeat_ngram_size", "stop_strings", "min_new_tokens",
     "tokenizer_path", "download_dir", "live_progress",
 })
 
