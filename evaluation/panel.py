@@ -26,15 +26,15 @@ class Control:
     """One sampling setting: a keyword of generate_timed and an ExperimentConfig key (its default)."""
 
     name: str
-    kind: Literal["choice", "int", "float"]
+    kind: Literal["choice", "int", "float", "lines"]  # lines: a list of strings, one per line
     low: float = 0
     high: float = 0
     step: float = 1
     options: tuple[str, ...] = ()
 
 
-# The panel's settings, in display order. A new generation setting that generate_timed takes and
-# ExperimentConfig defines is one line here.
+# The panel's settings, in display order. A new generation setting that generate_timed (or
+# GenerationControls) takes and ExperimentConfig defines is one line here.
 CONTROLS: tuple[Control, ...] = (
     Control("sampler", "choice", options=("greedy", "random", "top_k", "top_p", "beam")),
     Control("temperature", "float", 0.05, 2.0, 0.05),
@@ -43,6 +43,10 @@ CONTROLS: tuple[Control, ...] = (
     Control("beam_width", "int", 1, 16),
     Control("max_new_tokens", "int", 1, 1024),
     Control("seed", "int", 0, 2**31 - 1),
+    Control("repetition_penalty", "float", 0.1, 10.0, 0.05),
+    Control("no_repeat_ngram_size", "int", 0, 64),
+    Control("min_new_tokens", "int", 0, 1024),
+    Control("stop_strings", "lines"),
 )
 
 
@@ -102,9 +106,11 @@ def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Map
                         conditions: Mapping[str, str] | None = None) -> list[PanelSample]:
     """One sample per model for `prompt` ("" starts a new document), in the models' order."""
     from evaluation.generation import condition_prefix, document_start_id, encode_prompts, generate_timed
+    from evaluation.generation_controls import CONTROL_KEYS, GenerationControls
     from evaluation.ngram_sampling import sample_ngram
     from model_architectures.saving import load_trained_model
 
+    sampling = {name: value for name, value in settings.items() if name not in CONTROL_KEYS}
     samples = []
     for entry in models:
         cleaned = clean_text(prompt, entry.config.cleaning_steps)  # as the training text was
@@ -112,8 +118,9 @@ def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Map
         if entry.ngram is None:
             if entry._loaded is None:
                 entry._loaded = load_trained_model(entry.path)  # without the optimizer, as the CLI
+            controls = GenerationControls.from_settings(settings, entry.config.cleaning_steps)
             done = generate_timed(entry._loaded, entry.tokenizer, [cleaned], start_id=start_id,
-                                  conditions=conditions or None, **settings)
+                                  conditions=conditions or None, controls=controls, **sampling)
             samples.append(PanelSample(entry.name, done.texts[0], done.ms_per_token))
             continue
         prompt_ids = encode_prompts(entry.tokenizer, [cleaned], start_id, conditions or None)[0]
@@ -123,7 +130,9 @@ def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Map
                                settings["top_p"], settings["seed"], never_ids=range(first, end))
         skipped = 1 + len(condition_prefix(entry.tokenizer, conditions or None))
         text = entry.tokenizer.decode(prompt_ids[skipped:] + sampled.token_ids)
-        samples.append(PanelSample(entry.name, text, sampled.ms_per_token, sampled.note))
+        note = "; ".join(filter(None, [sampled.note, "generation controls apply to the neural models only"
+                                       if GenerationControls.from_settings(settings).active else ""]))
+        samples.append(PanelSample(entry.name, text, sampled.ms_per_token, note))
     return samples
 
 
@@ -171,6 +180,7 @@ def show_generation_panel(model_paths: Sequence[str | Path], ngram: Any = None,
         button.disabled = True
         result.value = "<i>sampling...</i>"
         chosen = {name: widget.value for name, widget in controls.items()}
+        chosen["stop_strings"] = tuple(line for line in chosen["stop_strings"].splitlines() if line)
         try:
             samples = sample_side_by_side(models, prompt.value, chosen,
                                           {column: w.value for column, w in conditions.items()})
@@ -182,7 +192,8 @@ def show_generation_panel(model_paths: Sequence[str | Path], ngram: Any = None,
             button.disabled = False
 
     button.on_click(on_click)
-    rows = [prompt, widgets.HBox(list(controls.values())[:4]), widgets.HBox(list(controls.values())[4:]),
+    inputs = list(controls.values())
+    rows = [prompt, widgets.HBox(inputs[:4]), widgets.HBox(inputs[4:7]), widgets.HBox(inputs[7:]),
             *([widgets.HBox(list(conditions.values()))] if conditions else []), button, result]
     panel = widgets.VBox(rows)
     display(panel)
@@ -194,6 +205,8 @@ def _widget(widgets: Any, control: Control, value: Any) -> Any:
     common = {"value": value, "description": control.name, "style": {"description_width": "initial"}}
     if control.kind == "choice":
         return widgets.Dropdown(options=control.options, **common)
+    if control.kind == "lines":
+        return widgets.Textarea(**{**common, "value": "\n".join(value)}, placeholder="one per line")
     if control.kind == "int":
         return widgets.BoundedIntText(min=int(control.low), max=int(control.high),
                                       step=int(control.step), **common)

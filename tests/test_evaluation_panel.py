@@ -49,14 +49,28 @@ def test_panel_and_command_line_give_the_same_sample(alphabet, capsys):
     assert capsys.readouterr().out.strip() == panel
 
 
+def test_panel_controls_give_the_command_line_text(alphabet, capsys):
+    gru, paths, _ = alphabet
+    settings = {**default_settings(gru.config), "sampler": "greedy", "max_new_tokens": 8,
+                "min_new_tokens": 3, "stop_strings": ("h",)}
+    panel = sample_side_by_side(panel_models(paths[:1]), "CDE", settings)[0].text
+    assert panel == "cdefg"  # the alphabet, cut before the stop string
+    assert generate_cli(["--model", paths[0], "--prompt", "CDE", "--sampler", "greedy",
+                         "--max-new-tokens", "8", "--min-new-tokens", "3", "--stop-string", "h",
+                         "-n", "1"]) == 0
+    assert capsys.readouterr().out.strip() == panel
+
+
 def test_every_control_is_a_config_key_and_a_keyword_of_generate_timed(alphabet):
     import inspect
 
     from evaluation.generation import generate_timed
+    from evaluation.generation_controls import CONTROL_KEYS
 
     gru, _, _ = alphabet
-    keywords = inspect.signature(generate_timed).parameters
+    keywords = set(inspect.signature(generate_timed).parameters) | set(CONTROL_KEYS)
     assert all(control.name in keywords for control in CONTROLS)
+    assert set(CONTROL_KEYS) <= {control.name for control in CONTROLS}
     defaults = default_settings(gru.config)
     assert defaults["sampler"] == gru.config.sampler and defaults["seed"] == gru.config.seed
 
