@@ -121,6 +121,14 @@ class ExperimentConfig(BaseModel):
     prompts: tuple[str, ...] = ("",)
     num_samples: int = Field(default=5, ge=1)
     max_new_tokens: int = Field(default=40, ge=1)
+    # test documents the samples' bleu_4 is measured against: a seeded random choice of this many
+    # when the test split is larger (each sample costs ~35 us per reference); None: all of them
+    bleu_references: int | None = Field(default=2000, ge=1)
+    # per model, a grid of top-p sampling settings (temperature x top_p), each point's bleu_4 and
+    # self_bleu_4 from prompts x num_samples seeded samples: plots/quality_diversity.png
+    decoding_sweep: bool = False
+    decoding_sweep_temperatures: tuple[float, ...] = (0.7, 1.0, 1.3)  # each in (0, 10]
+    decoding_sweep_top_p: tuple[float, ...] = (0.8, 0.95, 1.0)  # each in (0, 1]
 
     # --- where results go --------------------------------------------------------------------
     plots_dir: str = "plots"
@@ -180,6 +188,14 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(unknown_family_message(family))
             # A ConfigError names the nested key itself; from_dict prints it as it is.
             check_hyperparameters(family, overrides, where=f"{source}['hyperparameters'][{family!r}]")
+        return value
+
+    @field_validator("decoding_sweep_temperatures", "decoding_sweep_top_p")
+    @classmethod
+    def _sweep_grid(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        high = 1.0 if info.field_name == "decoding_sweep_top_p" else 10.0
+        if not value or any(not 0 < v <= high for v in value):
+            raise ValueError(f"give one or more values, each in (0, {high:g}]")
         return value
 
     @field_validator("split_fractions")
