@@ -168,9 +168,13 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         longest_copied_words=longest_copied_words(generated.texts, data.corpus.train),
         shuffled_condition_bits_per_char=None if shuffled is None else shuffled.bits_per_char,
     )
-    sweep = (decoding_sweep(model, data.tokenizer, config, references,
-                            most_common_conditions(config, data.corpus))
-             if config.decoding_sweep else [])
+    sweep = []
+    if config.decoding_sweep:
+        started = time.perf_counter()
+        sweep = decoding_sweep(model, data.tokenizer, config, references,
+                               most_common_conditions(config, data.corpus))
+        log.info("%s: decoding sweep of %d settings in %.1f s", training.family, len(sweep),
+                 time.perf_counter() - started)
     return FamilyRun(family=training.family, training=training, report=report,
                      samples=generated.texts, sweep=sweep)
 
