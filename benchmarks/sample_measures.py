@@ -7,7 +7,7 @@ Seconds are the best of a few runs (the least disturbed on a shared machine).
 
 `--config experiment.json` (a finished run's CONFIG) also times the decoding sweep of each of its
 trained models, as the experiment runs it (decoding_sweep_temperatures x decoding_sweep_top_p,
-prompts x num_samples each): generation, its compiling, and BLEU.
+decoding_sweep_samples each): generation, its compiling, and BLEU.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def sweep_seconds(config_path: str) -> list[dict[str, Any]]:
         started = time.perf_counter()
         points = decoding_sweep(model, tokenizer, config, references)
         rows.append({"model": family, "settings": len(points),
-                     "samples_per_setting": len(config.prompts) * config.num_samples,
+                     "samples_per_setting": config.decoding_sweep_samples,
                      "max_new_tokens": config.max_new_tokens,
                      "sweep_s": round(time.perf_counter() - started, 1),
                      "load_average": load_average()})

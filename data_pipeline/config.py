@@ -125,8 +125,10 @@ class ExperimentConfig(BaseModel):
     # when the test split is larger (each sample costs ~35 us per reference); None: all of them
     bleu_references: int | None = Field(default=2000, ge=1)
     # per model, a grid of top-p sampling settings (temperature x top_p), each point's bleu_4 and
-    # self_bleu_4 from prompts x num_samples seeded samples: plots/quality_diversity.png
+    # self_bleu_4 from decoding_sweep_samples seeded samples: plots/quality_diversity.png
     decoding_sweep: bool = False
+    # samples per grid point, the prompts in turn: self-BLEU of a handful of samples is mostly noise
+    decoding_sweep_samples: int = Field(default=32, ge=2, le=10_000)
     decoding_sweep_temperatures: tuple[float, ...] = (0.7, 1.0, 1.3)  # each in (0, 10]
     decoding_sweep_top_p: tuple[float, ...] = (0.8, 0.95, 1.0)  # each in (0, 1]
 

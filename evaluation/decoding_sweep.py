@@ -33,8 +33,10 @@ class SweepPoint:
 def decoding_sweep(model: LanguageModel, tokenizer: TextTokenizer, config: ExperimentConfig,
                    references: Sequence[str],
                    conditions: Mapping[str, str] | None = None) -> list[SweepPoint]:
-    """BLEU-4 and self-BLEU-4 of prompts x num_samples top-p samples at every grid point."""
-    prompts = list(config.prompts) * config.num_samples
+    """BLEU-4 and self-BLEU-4 of decoding_sweep_samples top-p samples (the prompts in turn) at
+    every grid point."""
+    count = config.decoding_sweep_samples
+    prompts = (list(config.prompts) * count)[:count]
     points = []
     for temperature in config.decoding_sweep_temperatures:
         for top_p in config.decoding_sweep_top_p:

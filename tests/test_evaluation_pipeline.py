@@ -79,6 +79,7 @@ def word_model(tmp_path_factory) -> tuple[ExperimentConfig, PreparedData, Traini
     config = training_config(tmp_path_factory.mktemp("words"), tokenizer="bpe", vocab_size=400,
                              steps_per_epoch=60, final_training_epochs=1, num_samples=4,
                              max_new_tokens=10, jit_compile=False, decoding_sweep=True,
+                             decoding_sweep_samples=5,
                              decoding_sweep_temperatures=[0.5, 1.5], decoding_sweep_top_p=[0.5, 1.0])
     texts = documents(300, seed=5)
     corpus = Corpus(train=texts[:240], validation=texts[240:270], test=texts[270:], source="test",
@@ -106,7 +107,7 @@ def test_the_experiment_measures_samples_sweeps_decoding_and_draws_both_figures(
     assert len(losses) == config.max_len and all(math.isfinite(loss) for loss in losses)
     assert [(p.temperature, p.top_p) for p in run.sweep] == [(0.5, 0.5), (0.5, 1.0), (1.5, 0.5),
                                                              (1.5, 1.0)]
-    hot = generate(load_trained_model(training.checkpoint_path), data.tokenizer, [""] * 4,
+    hot = generate(load_trained_model(training.checkpoint_path), data.tokenizer, [""] * 5,
                    config.max_new_tokens, "top_p", temperature=1.5, top_p=1.0, seed=config.seed,
                    start_id=document_start_id(config))
     assert run.sweep[-1].bleu_4 == bleu_4(hot, references)  # each point scores its own samples
@@ -120,6 +121,17 @@ def test_the_experiment_measures_samples_sweeps_decoding_and_draws_both_figures(
     sweep = pd.read_csv(Path(config.plots_dir) / "decoding_sweep.csv")
     assert sweep["model"].tolist() == ["gru"] * 4
     assert sweep["self_bleu_4"].tolist() == pytest.approx([p.self_bleu_4 for p in run.sweep])
+
+
+def test_sweep_and_bleu_settings_reuse_the_finished_checkpoint(word_model):
+    """Turning the sweep on (or changing its grid) must not train the models again."""
+    config, data, training = word_model
+    changed = ExperimentConfig.from_dict({
+        **config.to_dict(), "decoding_sweep": False, "decoding_sweep_temperatures": [0.9],
+        "decoding_sweep_top_p": [0.7], "decoding_sweep_samples": 9, "bleu_references": 50})
+    again = train_model("gru", hyperparameters_for("gru", config.hyperparameters["gru"]),
+                        data.datasets, changed, select_strategy("default"), data.tokenizer)
+    assert again.reused and again.checkpoint_path == training.checkpoint_path
 
 
 def test_quality_frontier_keeps_the_points_no_other_beats_on_both_measures():

@@ -59,6 +59,8 @@ NOT_TRAINING_KEYS = frozenset({
     "kn_order", "kn_interpolation", "sampler", "temperature", "top_k", "top_p", "beam_width",
     "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
     "tokenizer_path", "download_dir",
+    "bleu_references", "decoding_sweep", "decoding_sweep_temperatures", "decoding_sweep_top_p",
+    "decoding_sweep_samples",
 })
 
 
