@@ -15,7 +15,7 @@ import pandas as pd
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.tokenizer import TextTokenizer
-from evaluation.bleu import bleu_4, self_bleu_4
+from evaluation.bleu import BleuReferences, bleu_4, self_bleu_4
 from evaluation.generation import document_start_id, generate
 from model_architectures.contract import LanguageModel
 
@@ -31,11 +31,13 @@ class SweepPoint:
 
 
 def decoding_sweep(model: LanguageModel, tokenizer: TextTokenizer, config: ExperimentConfig,
-                   references: Sequence[str],
+                   references: Sequence[str] | BleuReferences,
                    conditions: Mapping[str, str] | None = None) -> list[SweepPoint]:
     """BLEU-4 and self-BLEU-4 of decoding_sweep_samples top-p samples (the prompts in turn) at
     every grid point."""
     count = config.decoding_sweep_samples
+    if not isinstance(references, BleuReferences):
+        references = BleuReferences(references)  # indexed once for every point
     prompts = (list(config.prompts) * count)[:count]
     points = []
     for temperature in config.decoding_sweep_temperatures:

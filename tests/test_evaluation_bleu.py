@@ -1,10 +1,12 @@
 """BLEU-4 and self-BLEU-4 (Texygen's definitions, NLTK's sentence BLEU) on hand-countable cases."""
 
 import math
+import random
 
 import pytest
+from nltk.translate.bleu_score import SmoothingFunction, sentence_bleu
 
-from evaluation.bleu import bleu_4, reference_sample, self_bleu_4
+from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
 
 
 def test_a_sample_equal_to_a_reference_scores_one_and_a_disjoint_one_near_zero():
@@ -44,3 +46,20 @@ def test_reference_sample_is_seeded_and_capped():
     assert len(chosen) == 10 == len(set(chosen)) and set(chosen) <= set(documents)
     assert chosen == reference_sample(documents, 10, seed=3) != reference_sample(documents, 10, seed=4)
     assert reference_sample(documents, None, seed=3) == documents == reference_sample(documents, 500, seed=3)
+
+
+def test_indexed_references_give_nltks_score_against_every_reference():
+    """BleuReferences hands NLTK a few references per sample: the score must be NLTK's own with all
+    of them, on samples and references drawn from a small vocabulary so that n-grams repeat."""
+    rng = random.Random(7)
+    vocabulary = "a b c d e f g h".split()
+    text = lambda low, high: " ".join(rng.choice(vocabulary) for _ in range(rng.randint(low, high)))  # noqa: E731
+    references = [text(1, 14) for _ in range(60)]
+    samples = [text(1, 16) for _ in range(40)]
+    indexed = BleuReferences(references)
+    all_references = [reference.split() for reference in references]
+    smoothing = SmoothingFunction().method1
+    for sample in samples:
+        expected = sentence_bleu(all_references, sample.split(), (0.25,) * 4, smoothing)
+        assert bleu_4([sample], indexed) == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert bleu_4(samples, indexed) == bleu_4(samples, references)

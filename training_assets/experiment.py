@@ -26,7 +26,7 @@ from data_pipeline.datasets import Datasets, build_datasets
 from data_pipeline.manifests import write_json
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import fit_kneser_ney, kneser_ney_report
-from evaluation.bleu import bleu_4, reference_sample, self_bleu_4
+from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
 from evaluation.evaluate import evaluate_model
@@ -151,7 +151,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
         beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
         conditions=most_common_conditions(config, data.corpus))
-    references = reference_sample(data.corpus.test, config.bleu_references, config.seed)
+    references = BleuReferences(reference_sample(data.corpus.test, config.bleu_references, config.seed))
     report = ModelReport(
         model=training.family,
         evaluation=evaluation,
