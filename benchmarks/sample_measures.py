@@ -46,12 +46,14 @@ def sweep_seconds(config_path: str) -> list[dict[str, Any]]:
             print(f"{checkpoint}: no trained model, skipped")
             continue
         model = load_trained_model(checkpoint)
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         points = decoding_sweep(model, tokenizer, config, references)
+        cpu_seconds = time.process_time() - cpu_started  # less disturbed by other jobs than wall time
         rows.append({"model": family, "settings": len(points),
                      "samples_per_setting": config.decoding_sweep_samples,
                      "max_new_tokens": config.max_new_tokens,
                      "sweep_s": round(time.perf_counter() - started, 1),
+                     "sweep_cpu_s": round(cpu_seconds, 1),
                      "load_average": load_average()})
     return rows
 
