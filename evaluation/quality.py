@@ -85,10 +85,11 @@ def longest_copied_words(generated: Sequence[str], training_documents: Iterable[
     longest = np.zeros(len(generated), dtype=np.int64)
     run_ids, run_words = words, 1  # run_ids[i]: id of the run of run_words words starting at i
     while True:
-        whole = words_left[: len(run_ids)] >= run_words  # the run ends inside its document
-        copied = np.isin(run_ids[whole & ~from_training[: len(run_ids)]],
-                         run_ids[whole & from_training[: len(run_ids)]])
-        samples = np.unique(owner[: len(run_ids)][whole & ~from_training[: len(run_ids)]][copied])
+        starts = len(run_ids)  # runs start at the first W - run_words + 1 words
+        whole = words_left[:starts] >= run_words  # the run ends inside its document
+        sample_runs = whole & ~from_training[:starts]
+        copied = np.isin(run_ids[sample_runs], run_ids[whole & from_training[:starts]])
+        samples = np.unique(owner[:starts][sample_runs][copied])
         if not len(samples):
             break
         longest[samples - train_count] = run_words

@@ -45,17 +45,20 @@ def test_reference_sample_is_seeded_and_capped():
     chosen = reference_sample(documents, 10, seed=3)
     assert len(chosen) == 10 == len(set(chosen)) and set(chosen) <= set(documents)
     assert chosen == reference_sample(documents, 10, seed=3) != reference_sample(documents, 10, seed=4)
-    assert reference_sample(documents, None, seed=3) == documents == reference_sample(documents, 500, seed=3)
+    assert reference_sample(documents, None, seed=3) == documents
+    assert reference_sample(documents, 500, seed=3) == documents
 
 
 def test_indexed_references_give_nltks_score_against_every_reference():
     """BleuReferences hands NLTK a few references per sample: the score must be NLTK's own with all
     of them, on samples and references drawn from a small vocabulary so that n-grams repeat."""
     rng = random.Random(7)
-    vocabulary = "a b c d e f g h".split()
-    text = lambda low, high: " ".join(rng.choice(vocabulary) for _ in range(rng.randint(low, high)))  # noqa: E731
-    references = [text(1, 14) for _ in range(60)]
-    samples = [text(1, 16) for _ in range(40)]
+
+    def text(longest: int) -> str:  # 1..longest words of eight
+        return " ".join(rng.choice("abcdefgh") for _ in range(rng.randint(1, longest)))
+
+    references = [text(14) for _ in range(60)]
+    samples = [text(16) for _ in range(40)]
     indexed = BleuReferences(references)
     all_references = [reference.split() for reference in references]
     smoothing = SmoothingFunction().method1
