@@ -122,7 +122,7 @@ class ExperimentConfig(BaseModel):
     num_samples: int = Field(default=5, ge=1)
     max_new_tokens: int = Field(default=40, ge=1)
     # test documents the samples' bleu_4 is measured against: a seeded random choice of this many
-    # when the test split is larger (each sample costs ~35 us per reference); None: all of them
+    # when the test split is larger (indexing them costs ~0.2 ms each, once per model); None: all
     bleu_references: int | None = Field(default=2000, ge=1)
     # per model, a grid of top-p sampling settings (temperature x top_p), each point's bleu_4 and
     # self_bleu_4 from decoding_sweep_samples seeded samples: plots/quality_diversity.png
