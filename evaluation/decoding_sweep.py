@@ -56,4 +56,3 @@ def sweep_table(sweeps: Mapping[str, Sequence[SweepPoint]]) -> pd.DataFrame:
     return pd.DataFrame([{"model": model, **asdict(point)}
                          for model, points in sweeps.items() for point in points],
                         columns=["model", "temperature", "top_p", "bleu_4", "self_bleu_4"])
-
