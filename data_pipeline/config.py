@@ -140,6 +140,16 @@ class ExperimentConfig(BaseModel):
     stop_strings: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
         default=(), max_length=16)
     min_new_tokens: int = Field(default=0, ge=0)
+    # test documents the samples' bleu_4 is measured against: a seeded random choice of this many
+    # when the test split is larger (indexing them costs ~0.2 ms each, once per model); None: all
+    bleu_references: int | None = Field(default=2000, ge=1)
+    # per model, a grid of top-p sampling settings (temperature x top_p), each point's bleu_4 and
+    # self_bleu_4 from decoding_sweep_samples seeded samples: plots/quality_diversity.png
+    decoding_sweep: bool = False
+    # samples per grid point, the prompts in turn: self-BLEU of a handful of samples is mostly noise
+    decoding_sweep_samples: int = Field(default=32, ge=2, le=10_000)
+    decoding_sweep_temperatures: tuple[float, ...] = (0.7, 1.0, 1.3)  # each in (0, 10]
+    decoding_sweep_top_p: tuple[float, ...] = (0.8, 0.95, 1.0)  # each in (0, 1]
 
     # --- where results go --------------------------------------------------------------------
     plots_dir: str = "plots"
@@ -212,6 +222,14 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"{value!r} is not a preset directory (no config.json in it): give a "
                              "directory saved with save_to_preset, or a KerasHub preset name such "
                              "as 'gpt2_base_en'")
+        return value
+
+    @field_validator("decoding_sweep_temperatures", "decoding_sweep_top_p")
+    @classmethod
+    def _sweep_grid(cls, value: tuple[float, ...], info: ValidationInfo) -> tuple[float, ...]:
+        high = 1.0 if info.field_name == "decoding_sweep_top_p" else 10.0
+        if not value or any(not 0 < v <= high for v in value):
+            raise ValueError(f"give one or more values, each in (0, {high:g}]")
         return value
 
     @field_validator("split_fractions")

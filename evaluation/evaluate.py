@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -37,11 +37,16 @@ class EvaluationResult:
     nll_nats: float  # total negative log-likelihood over all predicted tokens, in nats
     tokens: int  # predicted (non-pad) target tokens
     characters: int  # characters of the documents covered (+1 separator each)
+    # mean NLL (nats) of the targets at each row position 1..T: position p predicts from p tokens
+    # of context; empty when not measured (the n-gram baseline, an interpolated row)
+    loss_by_position: tuple[float, ...] = field(default=())
 
     @classmethod
     def from_totals(cls, nll_nats: float, tokens: int, correct: int | float,
-                    characters: int) -> "EvaluationResult":
-        """Build a result from summed NLL, token and correct-prediction counts."""
+                    characters: int, position_nll: np.ndarray | None = None,
+                    position_tokens: np.ndarray | None = None) -> "EvaluationResult":
+        """Build a result from summed NLL, token and correct-prediction counts (and, optionally,
+        per-position NLL sums and target counts, (T,) each)."""
         if tokens <= 0:
             raise DataError("evaluation saw no predicted tokens (every target is [PAD]=0): the "
                             "split is empty; give validation/test a non-zero split fraction")
@@ -52,6 +57,9 @@ class EvaluationResult:
             nll_nats=float(nll_nats),
             tokens=int(tokens),
             characters=int(characters),
+            loss_by_position=() if position_nll is None else tuple(
+                float(total / count) if count else math.nan
+                for total, count in zip(position_nll, position_tokens)),
         )
 
     def to_dict(self) -> dict[str, float | int]:
@@ -59,10 +67,11 @@ class EvaluationResult:
 
 
 def _evaluation_step(model: "keras.Model") -> tf.types.experimental.GenericFunction:
-    """A compiled forward pass returning (sum NLL float64, predicted tokens, correct argmax)."""
+    """A compiled forward pass returning (sum NLL float64, predicted tokens, correct argmax,
+    NLL summed per position (T,) float64, targets per position (T,))."""
 
     @tf.function(reduce_retracing=True)
-    def step(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def step(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
         targets = tf.cast(targets, tf.int32)  # (B, T)
         logits = tf.cast(model(inputs, training=False), tf.float32)  # (B, T, V)
         mask = tf.not_equal(targets, PAD_ID)  # (B, T)
@@ -71,8 +80,9 @@ def _evaluation_step(model: "keras.Model") -> tf.types.experimental.GenericFunct
         nll = tf.where(mask, tf.cast(nll, tf.float64), tf.zeros_like(nll, tf.float64))
         predicted = tf.argmax(logits, axis=-1, output_type=tf.int32)  # (B, T)
         correct = tf.logical_and(mask, tf.equal(predicted, targets))
-        count = lambda flags: tf.reduce_sum(tf.cast(flags, tf.int64))  # noqa: E731
-        return tf.reduce_sum(nll), count(mask), count(correct)
+        count = lambda flags, axis=None: tf.reduce_sum(tf.cast(flags, tf.int64), axis)  # noqa: E731
+        return (tf.reduce_sum(nll), count(mask), count(correct),
+                tf.reduce_sum(nll, axis=0), count(mask, axis=0))  # ..., (T,), (T,)
 
     return step
 
@@ -82,20 +92,26 @@ def evaluate_model(model: "keras.Model", split: "SplitData") -> EvaluationResult
 
     Sums are taken per batch on the device (NLL in float64) and accumulated on the host in
     float64, so the result equals exp(sum NLL / count) over the whole split — the same quantity
-    the Perplexity metric accumulates during training.
+    the Perplexity metric accumulates during training. The same pass sums the NLL per row
+    position, for the loss-by-position plot: where recurrent and attention models differ.
     """
     step = _evaluation_step(model)
     nll_nats, tokens, correct = 0.0, 0, 0
+    position_nll, position_tokens = 0.0, 0  # become (T,) arrays after the first batch
     for inputs, targets in split.dataset:
-        batch_nll, batch_tokens, batch_correct = step(inputs, targets)
+        batch_nll, batch_tokens, batch_correct, batch_position_nll, batch_position_tokens = step(
+            inputs, targets)
         nll_nats += float(batch_nll)
         tokens += int(batch_tokens)
         correct += int(batch_correct)
+        position_nll = position_nll + batch_position_nll.numpy()
+        position_tokens = position_tokens + batch_position_tokens.numpy()
     if tokens != split.tokens:
         logger.warning("evaluation counted %d predicted tokens but the split reports %d: "
                        "bits/char uses the counted tokens' NLL and the split's %d characters",
                        tokens, split.tokens, split.characters)
-    return EvaluationResult.from_totals(nll_nats, tokens, correct, split.characters)
+    return EvaluationResult.from_totals(nll_nats, tokens, correct, split.characters,
+                                        np.atleast_1d(position_nll), np.atleast_1d(position_tokens))
 
 
 def token_log_probs(model: "keras.Model", split: "SplitData") -> tuple[np.ndarray, np.ndarray]:

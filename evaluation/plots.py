@@ -8,9 +8,10 @@ Each model family keeps one colour in every figure.
 from __future__ import annotations
 
 import logging
+import math
 from itertools import accumulate
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -20,6 +21,7 @@ from evaluation.report import ModelReport
 from model_architectures.registry import family_names
 
 if TYPE_CHECKING:
+    from evaluation.decoding_sweep import SweepPoint
     from training_assets.trainer import TrainingResult
 
 logger = logging.getLogger("evaluation")
@@ -155,10 +157,81 @@ def plot_test_metrics(reports: Sequence[ModelReport], plots_dir: str | Path) -> 
     return _save(figure, plots_dir, "test_metrics.png")
 
 
+def plot_loss_by_position(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
+    """Test loss at each context position of a row, one line per model.
+
+    Position p predicts its target from p tokens of the row; a recurrent model's state and an
+    attention model's window use that context differently, most visibly at the first positions.
+    """
+    figure = Figure(figsize=(7, 4.5), layout="constrained")
+    axis = figure.subplots()
+    for report in reports:
+        losses = report.evaluation.loss_by_position
+        if losses:
+            axis.plot(range(1, len(losses) + 1), losses, marker="o" if len(losses) == 1 else None,
+                      color=family_colour(report.model), label=report.model)
+    if axis.has_data():
+        axis.legend()
+    axis.set(title="Test loss by context position", xlabel="Context position (tokens of the row seen)",
+             ylabel="Mean test loss (nats per token)")
+    axis.xaxis.set_major_locator(MaxNLocator(integer=True))
+    axis.grid(alpha=0.3)
+    return _save(figure, plots_dir, "loss_by_position.png")
+
+
+def quality_frontier(points: Sequence["SweepPoint"]) -> list["SweepPoint"]:
+    """The points no other point beats on both measures (higher BLEU-4 and lower self-BLEU-4),
+    by increasing self-BLEU-4: a model's quality-diversity curve."""
+    scored = sorted((p for p in points if not math.isnan(p.bleu_4) and not math.isnan(p.self_bleu_4)),
+                    key=lambda p: (p.self_bleu_4, -p.bleu_4))
+    frontier: list["SweepPoint"] = []
+    for point in scored:
+        if not frontier or point.bleu_4 > frontier[-1].bleu_4:
+            frontier.append(point)
+    return frontier
+
+
+def plot_quality_diversity(sweeps: Mapping[str, Sequence["SweepPoint"]],
+                           plots_dir: str | Path) -> Path:
+    """BLEU-4 (quality) against self-BLEU-4 (repetition) over the decoding sweep, per model.
+
+    Every grid point is a marker labelled with its temperature and top-p; the line joins the
+    points no other point of the model beats on both measures (its quality-diversity curve).
+    """
+    figure = Figure(figsize=(8, 5.5), layout="constrained")
+    axis = figure.subplots()
+    for model, points in sweeps.items():
+        colour = family_colour(model)
+        frontier = quality_frontier(points)
+        axis.plot([p.self_bleu_4 for p in frontier], [p.bleu_4 for p in frontier], "-",
+                  color=colour, label=model)
+        axis.scatter([p.self_bleu_4 for p in points], [p.bleu_4 for p in points], s=18,
+                     color=colour)
+        for point in points:
+            axis.annotate(f"T{point.temperature:g} p{point.top_p:g}",
+                          (point.self_bleu_4, point.bleu_4), fontsize=6, color=colour,
+                          xytext=(3, 2), textcoords="offset points")
+    if axis.has_data():
+        axis.legend()
+    axis.set(title="Quality against diversity of samples over temperature x top-p",
+             xlabel="Self-BLEU-4 (lower: more diverse samples)",
+             ylabel="BLEU-4 against the test documents (higher: closer to real text)")
+    axis.grid(alpha=0.3)
+    return _save(figure, plots_dir, "quality_diversity.png")
+
+
 def plot_all(training_results: Sequence["TrainingResult"], reports: Sequence[ModelReport],
-             plots_dir: str | Path) -> list[Path]:
-    """Every figure of the comparison, as PNG paths in the order the notebook shows them."""
-    return [plot_histories(training_results, plots_dir),
-            plot_training_time(reports, plots_dir),
-            plot_validation_vs_time(training_results, plots_dir),
-            plot_test_metrics(reports, plots_dir)]
+             plots_dir: str | Path,
+             sweeps: Mapping[str, Sequence["SweepPoint"]] | None = None) -> list[Path]:
+    """Every figure of the comparison, as PNG paths in the order the notebook shows them.
+
+    The quality-diversity figure only with a decoding sweep (`sweeps`: model -> its points).
+    """
+    paths = [plot_histories(training_results, plots_dir),
+             plot_training_time(reports, plots_dir),
+             plot_validation_vs_time(training_results, plots_dir),
+             plot_test_metrics(reports, plots_dir),
+             plot_loss_by_position(reports, plots_dir)]
+    if sweeps:
+        paths.append(plot_quality_diversity(sweeps, plots_dir))
+    return paths

@@ -15,9 +15,11 @@ COLUMNS = ("model", "parameters", "trainable_parameters", "test_perplexity", "te
            "test_accuracy",
            "train_seconds", "train_tokens_per_second", "generation_ms_per_token",
            "distinct_1", "distinct_2", "known_word_share", "memorised_share",
+           "bleu_4", "self_bleu_4", "longest_copied_words",
            "condition_gain_bits_per_char")
 # Markdown number formats, one per column above (the CSV keeps full precision).
 _MARKDOWN_FORMATS = ("", ",.0f", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2f", ".3f", ".3f", ".3f", ".3f",
+                     ".3f", ".3f", ".1f",  # bleu_4, self_bleu_4, longest_copied_words
                      ".4f")
 
 
@@ -42,6 +44,9 @@ class ModelReport:
     distinct_2: float | None = None
     known_word_share: float | None = None  # share of sampled words found in the training split
     memorised_share: float | None = None
+    bleu_4: float | None = None  # samples against the test documents (Texygen's BLEU-4)
+    self_bleu_4: float | None = None  # each sample against the other samples: lower is more diverse
+    longest_copied_words: float | None = None  # median over samples of the longest run from a training text
     # test bits/char of the same model with the condition values shuffled across test documents
     shuffled_condition_bits_per_char: float | None = None
     baseline: bool = False  # drawn as a reference line, not a bar, in the plots
@@ -63,6 +68,9 @@ class ModelReport:
             "distinct_2": value(self.distinct_2),
             "known_word_share": value(self.known_word_share),
             "memorised_share": value(self.memorised_share),
+            "bleu_4": value(self.bleu_4),
+            "self_bleu_4": value(self.self_bleu_4),
+            "longest_copied_words": value(self.longest_copied_words),
             "condition_gain_bits_per_char": value(self.condition_gain_bits_per_char),
         }
 

@@ -123,3 +123,25 @@ def test_model_built_under_mirrored_strategy():
         inside = evaluate_model(mirrored, split)
     assert evaluate_model(mirrored, split).perplexity == pytest.approx(inside.perplexity, rel=1e-6)
     assert inside.perplexity == pytest.approx(evaluate_model(plain, split).perplexity, rel=1e-6)
+
+
+def test_loss_by_position_is_each_positions_mean_nll_over_its_unpadded_targets():
+    """The same pass that gives the totals: NumPy per position, [PAD] left out, empty positions NaN."""
+    model = tiny_model()
+    split, inputs, targets = padded_split()
+    targets[:, -1] = 0  # no batch predicts the last position
+    dataset = tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(BATCH, drop_remainder=True)
+    result = evaluate_model(model, Split(dataset, int(np.sum(targets != 0)), characters=123))
+    logits = np.asarray(model(inputs), np.float64)  # (N, T, V)
+    shifted = logits - logits.max(-1, keepdims=True)
+    log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]  # (N, T)
+    mask = targets != 0
+    assert len(result.loss_by_position) == LENGTH
+    for position in range(LENGTH - 1):
+        expected = nll[:, position][mask[:, position]].mean()
+        assert result.loss_by_position[position] == pytest.approx(expected, rel=1e-5)
+    assert math.isnan(result.loss_by_position[-1])
+    counts = mask.sum(0)[:-1]
+    weighted = np.sum(np.array(result.loss_by_position[:-1]) * counts) / counts.sum()
+    assert weighted == pytest.approx(result.nll_nats / result.tokens, rel=1e-9)

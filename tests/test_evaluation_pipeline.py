@@ -1,7 +1,12 @@
 """Evaluation on real Datasets from the data pipeline: the counts line up across models."""
 
+import math
+from pathlib import Path
+
 import keras
+import pandas as pd
 import pytest
+from training_factories import make_config as training_config
 from training_factories import unigram_perplexity
 
 from data_pipeline.corpus import Corpus
@@ -10,7 +15,17 @@ from data_pipeline.tokenizer import fit_or_load_tokenizer
 from evaluation.baselines import kneser_ney_report
 from evaluation.evaluate import evaluate_model
 from data_factories import documents, make_config
-from training_assets.experiment import evaluate_family
+from data_pipeline.config import ExperimentConfig
+from evaluation.bleu import bleu_4, reference_sample, self_bleu_4
+from evaluation.decoding_sweep import SweepPoint
+from evaluation.generation import document_start_id, generate
+from evaluation.plots import quality_frontier
+from evaluation.quality import longest_copied_words
+from model_architectures import hyperparameters_for
+from model_architectures.saving import load_trained_model
+from training_assets.experiment import PreparedData, evaluate_family, write_results
+from training_assets.strategy import select_strategy
+from training_assets.trainer import TrainingResult, train_model
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +70,73 @@ def test_the_experiment_evaluates_a_trained_checkpoint_on_every_test_token(train
     assert run.report.evaluation.perplexity < 0.5 * unigram_perplexity(test.token_stream)  # it learnt
     assert len(run.samples) == trained.config.num_samples * len(trained.config.prompts)
     assert run.report.generation_ms_per_token > 0 and run.report.parameters == trained.training.parameters
+
+
+@pytest.fixture(scope="module")
+def word_model(tmp_path_factory) -> tuple[ExperimentConfig, PreparedData, TrainingResult]:
+    """A tiny GRU trained by train_model on headline-like word documents (BPE: a token per word),
+    so its samples have words for the word-level measures to find."""
+    config = training_config(tmp_path_factory.mktemp("words"), tokenizer="bpe", vocab_size=400,
+                             steps_per_epoch=60, final_training_epochs=1, num_samples=4,
+                             max_new_tokens=10, jit_compile=False, decoding_sweep=True,
+                             decoding_sweep_samples=5,
+                             decoding_sweep_temperatures=[0.5, 1.5], decoding_sweep_top_p=[0.5, 1.0])
+    texts = documents(300, seed=5)
+    corpus = Corpus(train=texts[:240], validation=texts[240:270], test=texts[270:], source="test",
+                    report={})
+    tokenizer = fit_or_load_tokenizer(corpus.train, config)
+    data = PreparedData(corpus, tokenizer, build_datasets(corpus, tokenizer, config))
+    keras.utils.set_random_seed(config.seed)
+    training = train_model("gru", hyperparameters_for("gru", config.hyperparameters["gru"]),
+                           data.datasets, config, select_strategy("default"), tokenizer)
+    return config, data, training
+
+
+def test_the_experiment_measures_samples_sweeps_decoding_and_draws_both_figures(word_model):
+    """evaluate_family on a checkpoint train_model wrote: the new sample measures, the loss per
+    position from the evaluation pass, a 2 x 2 decoding sweep, and what write_results makes of them."""
+    config, data, training = word_model
+    run = evaluate_family(training, config, data)
+    report = run.report
+    # the table's samples, against the test split (bleu_4) and the training split (copies)
+    references = reference_sample(data.corpus.test, config.bleu_references, config.seed)
+    assert 0 < report.bleu_4 == bleu_4(run.samples, references)
+    assert 0 < report.self_bleu_4 == self_bleu_4(run.samples)
+    assert 1 <= report.longest_copied_words == longest_copied_words(run.samples, data.corpus.train)
+    losses = report.evaluation.loss_by_position
+    assert len(losses) == config.max_len and all(math.isfinite(loss) for loss in losses)
+    assert [(p.temperature, p.top_p) for p in run.sweep] == [(0.5, 0.5), (0.5, 1.0), (1.5, 0.5),
+                                                             (1.5, 1.0)]
+    hot = generate(load_trained_model(training.checkpoint_path), data.tokenizer, [""] * 5,
+                   config.max_new_tokens, "top_p", temperature=1.5, top_p=1.0, seed=config.seed,
+                   start_id=document_start_id(config))
+    assert run.sweep[-1].bleu_4 == bleu_4(hot, references)  # each point scores its own samples
+    assert run.sweep[-1].self_bleu_4 == self_bleu_4(hot)
+    assert len({(p.bleu_4, p.self_bleu_4) for p in run.sweep}) > 1  # the settings change the samples
+
+    table, paths = write_results([run], None, config)
+    names = {path.name for path in paths}
+    assert {"loss_by_position.png", "quality_diversity.png", "decoding_sweep.csv"} <= names
+    assert table.loc[0, "bleu_4"] == report.bleu_4
+    sweep = pd.read_csv(Path(config.plots_dir) / "decoding_sweep.csv")
+    assert sweep["model"].tolist() == ["gru"] * 4
+    assert sweep["self_bleu_4"].tolist() == pytest.approx([p.self_bleu_4 for p in run.sweep])
+
+
+def test_sweep_and_bleu_settings_reuse_the_finished_checkpoint(word_model):
+    """Turning the sweep on (or changing its grid) must not train the models again."""
+    config, data, training = word_model
+    changed = ExperimentConfig.from_dict({
+        **config.to_dict(), "decoding_sweep": False, "decoding_sweep_temperatures": [0.9],
+        "decoding_sweep_top_p": [0.7], "decoding_sweep_samples": 9, "bleu_references": 50})
+    again = train_model("gru", hyperparameters_for("gru", config.hyperparameters["gru"]),
+                        data.datasets, changed, select_strategy("default"), data.tokenizer)
+    assert again.reused and again.checkpoint_path == training.checkpoint_path
+
+
+def test_quality_frontier_keeps_the_points_no_other_beats_on_both_measures():
+    points = [SweepPoint(1.0, 1.0, bleu_4=0.30, self_bleu_4=0.10),
+              SweepPoint(0.7, 1.0, bleu_4=0.25, self_bleu_4=0.20),  # beaten by the first
+              SweepPoint(0.5, 0.8, bleu_4=0.40, self_bleu_4=0.50),
+              SweepPoint(1.3, 1.0, bleu_4=math.nan, self_bleu_4=0.05)]
+    assert quality_frontier(points) == [points[0], points[2]]

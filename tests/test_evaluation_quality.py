@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from evaluation.quality import distinct_n, known_word_share, memorisation_rate
+from evaluation.quality import distinct_n, known_word_share, longest_copied_words, memorisation_rate
 
 
 def test_distinct_n_pools_ngrams_over_samples_without_crossing_them():
@@ -42,3 +42,21 @@ def test_known_word_share_normalises_case_and_punctuation_and_pools_samples():
     assert known_word_share(["crash crash"], iter(training)) == 1.0  # any iterable of documents
     assert known_word_share(["zzz"], training) == 0.0
     assert math.isnan(known_word_share(["", "!?"], training)) and math.isnan(known_word_share([], training))
+
+
+def test_longest_copied_words_is_the_median_of_each_samples_longest_run_from_one_document():
+    training = ["The cat sat, on a mat.", "on the mat today", "x a b"]
+    samples = ["the cat sat on the mat",  # 'the cat sat on' (first document): 4
+               "zzz",  # no training word: 0
+               "A b!"]  # 'a b' (third document), case and punctuation ignored: 2
+    assert longest_copied_words(samples, training) == 2.0
+    assert longest_copied_words(samples[:1], training) == 4.0
+    assert longest_copied_words(["x a b"], iter(training)) == 3.0  # a whole document, any iterable
+
+
+def test_a_copied_run_never_spans_two_training_documents():
+    # 'b c' runs over the end of one training document into the next: one word each side
+    assert longest_copied_words(["b c"], ["a b", "c d"]) == 1.0
+    assert longest_copied_words(["b c"], ["a b c d"]) == 2.0
+    assert math.isnan(longest_copied_words([], ["a b"]))
+    assert longest_copied_words(["", "a"], ["a"]) == 0.5  # median of 0 and 1

@@ -78,7 +78,8 @@ def test_save_table_writes_csv_and_markdown(reports, tmp_path):
 def test_plots_are_written_as_png(runs, reports, tmp_path):
     paths = plot_all([run.training for run in runs], reports, tmp_path / "plots")
     assert [p.name for p in paths] == ["training_history.png", "training_time.png",
-                                      "validation_perplexity_vs_time.png", "test_metrics.png"]
+                                      "validation_perplexity_vs_time.png", "test_metrics.png",
+                                      "loss_by_position.png"]
     for path in paths:
         assert path.read_bytes()[:8] == PNG_MAGIC and path.stat().st_size > 10_000
 

@@ -40,6 +40,8 @@ def tiny_config(tmp_path: Path) -> dict:
         "tuner": "random", "tuning_trials": 2, "tuning_epochs": 1, "tuning_steps_per_epoch": 3,
         "final_training_epochs": 2, "steps_per_epoch": 6, "train_time_budget_seconds": None,
         "num_samples": 2, "max_new_tokens": 6,
+        "decoding_sweep": True, "decoding_sweep_samples": 3, "decoding_sweep_temperatures": [0.8, 1.2],
+        "decoding_sweep_top_p": [1.0],
         "plots_dir": str(tmp_path / "plots"), "models_dir": str(tmp_path / "models"),
         "tuning_dir": str(tmp_path / "tuning"),
     }
@@ -66,6 +68,8 @@ def test_notebook_runs_end_to_end_and_writes_table_and_plots(tmp_path):
     pngs = sorted(p.name for p in plots.glob("*.png"))
     assert len(pngs) >= 4, pngs
     assert all((plots / name).stat().st_size > 5_000 for name in pngs)
+    assert {"loss_by_position.png", "quality_diversity.png"} <= set(pngs)
+    assert {"bleu_4", "self_bleu_4"} <= set(table.columns) and neural["longest_copied_words"].notna().all()
     for family in ("gru", "transformer"):
         assert (tmp_path / "models" / f"{family}.keras").is_file()
         manifest = json.loads((tmp_path / "models" / f"{family}.manifest.json").read_text())

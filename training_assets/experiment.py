@@ -26,13 +26,15 @@ from data_pipeline.datasets import Datasets, build_datasets
 from data_pipeline.manifests import write_json
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import fit_kneser_ney, kneser_ney_report
+from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
 from evaluation.condition_gain import shuffled_condition_evaluation
+from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
 from evaluation.evaluate import evaluate_model
 from evaluation.generation import document_start_id, generate_timed
 from evaluation.generation_controls import GenerationControls
 from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.plots import plot_all
-from evaluation.quality import distinct_n, known_word_share, memorisation_rate
+from evaluation.quality import distinct_n, known_word_share, longest_copied_words, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
 from model_architectures.registry import FAMILIES, family_tokenizer
 from model_architectures.saving import load_trained_model
@@ -89,6 +91,7 @@ class FamilyRun:
     training: TrainingResult
     report: ModelReport
     samples: list[str] = field(default_factory=list)
+    sweep: list[SweepPoint] = field(default_factory=list)  # with config.decoding_sweep
 
 
 def claim_output_folders(config: ExperimentConfig) -> RunLock:
@@ -169,6 +172,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
         conditions=most_common_conditions(config, data.corpus),
         controls=GenerationControls.from_settings(config.to_dict(), config.cleaning_steps))
+    references = BleuReferences(reference_sample(data.corpus.test, config.bleu_references, config.seed))
     report = ModelReport(
         model=training.family,
         evaluation=evaluation,
@@ -181,10 +185,20 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         distinct_2=distinct_n(generated.texts, 2),
         known_word_share=known_word_share(generated.texts, data.corpus.train),
         memorised_share=memorisation_rate(generated.texts, data.corpus.train),
+        bleu_4=bleu_4(generated.texts, references),
+        self_bleu_4=self_bleu_4(generated.texts),
+        longest_copied_words=longest_copied_words(generated.texts, data.corpus.train),
         shuffled_condition_bits_per_char=None if shuffled is None else shuffled.bits_per_char,
     )
+    sweep = []
+    if config.decoding_sweep:
+        started = time.perf_counter()
+        sweep = decoding_sweep(model, data.tokenizer, config, references,
+                               most_common_conditions(config, data.corpus))
+        log.info("%s: decoding sweep of %d settings in %.1f s", training.family, len(sweep),
+                 time.perf_counter() - started)
     return FamilyRun(family=training.family, training=training, report=report,
-                     samples=generated.texts)
+                     samples=generated.texts, sweep=sweep)
 
 
 def most_common_conditions(config: ExperimentConfig, corpus: Corpus) -> dict[str, str] | None:
@@ -243,7 +257,12 @@ def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: E
     samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
     write_json(samples_path, {run.family: run.samples for run in runs})
     paths.append(samples_path)
-    paths += plot_all([run.training for run in runs], reports, config.plots_dir)
+    sweeps = {run.family: run.sweep for run in runs if run.sweep}
+    if sweeps:
+        sweep_path = Path(config.plots_dir) / "decoding_sweep.csv"
+        sweep_table(sweeps).to_csv(sweep_path, index=False)
+        paths.append(sweep_path)
+    paths += plot_all([run.training for run in runs], reports, config.plots_dir, sweeps)
     return table, paths
 
 

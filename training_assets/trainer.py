@@ -61,6 +61,8 @@ NOT_TRAINING_KEYS = frozenset({
     "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
     "repetition_penalty", "no_repeat_ngram_size", "stop_strings", "min_new_tokens",
     "tokenizer_path", "download_dir", "live_progress",
+    "bleu_references", "decoding_sweep", "decoding_sweep_temperatures", "decoding_sweep_top_p",
+    "decoding_sweep_samples",
 })
 
 
