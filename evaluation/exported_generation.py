@@ -55,16 +55,18 @@ def make_generate(model: LanguageModel, start_id: int) -> Callable[..., dict[str
         return tf.cast(logits[:, -1, :], tf.float32) + never_pad, cache
 
     def generate(prompt_ids, max_new_tokens, temperature, top_k, top_p, seed):
-        batch, width = tf.shape(prompt_ids)[0], tf.shape(prompt_ids)[1]
         lengths = 1 + tf.reduce_sum(tf.cast(prompt_ids != PAD_ID, tf.int32), axis=1)  # (B,)
         longest = tf.reduce_max(lengths)
-        _check_inputs(prompt_ids, max_new_tokens, temperature, top_k, top_p, vocab_size)
-        total = longest + max_new_tokens  # buffer length: start id + prompt + new tokens
+        checks = _check_inputs(prompt_ids, max_new_tokens, temperature, top_k, top_p, vocab_size)
         if limit is not None:
-            tf.debugging.assert_less(longest, limit, message=(
+            checks.append(tf.debugging.assert_less(longest, limit, message=(
                 f"a prompt (with the document-start token) must have fewer than {limit} tokens "
-                "(the model's positions): shorten it"))
-            total = tf.minimum(total, limit)
+                "(the model's positions): shorten it")))
+            max_new_tokens = tf.minimum(max_new_tokens, limit - longest)  # as sample_ids clips
+        with tf.control_dependencies(checks):  # refuse before the model reads a bad id
+            prompt_ids = tf.identity(prompt_ids)
+        batch = tf.shape(prompt_ids)[0]
+        total = longest + max_new_tokens  # buffer length: start id + prompt + new tokens
         buffer = tf.concat([tf.fill([batch, 1], start_id), prompt_ids,
                             tf.zeros([batch, max_new_tokens], tf.int32)], axis=1)[:, :total]
         ends = tf.minimum(lengths + max_new_tokens, total)  # (B,) first position not generated
@@ -102,17 +104,21 @@ def make_generate(model: LanguageModel, start_id: int) -> Callable[..., dict[str
     return generate
 
 
-def _check_inputs(prompt_ids, max_new_tokens, temperature, top_k, top_p, vocab_size: int) -> None:
-    """Bad requests fail with a message naming the input (graph asserts run in TF Serving too)."""
-    tf.debugging.assert_greater_equal(max_new_tokens, 1, message="max_new_tokens must be >= 1")
-    tf.debugging.assert_greater_equal(temperature, 0.0, message="temperature must be >= 0 (0: greedy)")
-    tf.debugging.assert_greater_equal(top_k, 0, message="top_k must be >= 0 (0: no cut)")
-    tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1] (1: no cut)")
-    tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1] (1: no cut)")
-    tf.debugging.assert_non_negative(prompt_ids, message="prompt_ids must be >= 0")
-    tf.debugging.assert_less(prompt_ids, vocab_size, message=(
-        f"prompt_ids must be < vocab_size={vocab_size}: encode prompts with the tokenizer.json "
-        "exported beside the model"))
+def _check_inputs(prompt_ids, max_new_tokens, temperature, top_k, top_p,
+                  vocab_size: int) -> list[tf.Operation]:
+    """Asserts that fail a bad request with a message naming the input (TF Serving runs them too)."""
+    return [
+        tf.debugging.assert_greater_equal(max_new_tokens, 1, message="max_new_tokens must be >= 1"),
+        tf.debugging.assert_greater_equal(temperature, 0.0,
+                                          message="temperature must be >= 0 (0: greedy)"),
+        tf.debugging.assert_greater_equal(top_k, 0, message="top_k must be >= 0 (0: no cut)"),
+        tf.debugging.assert_greater(top_p, 0.0, message="top_p must be in (0, 1] (1: no cut)"),
+        tf.debugging.assert_less_equal(top_p, 1.0, message="top_p must be in (0, 1] (1: no cut)"),
+        tf.debugging.assert_non_negative(prompt_ids, message="prompt_ids must be >= 0"),
+        tf.debugging.assert_less(prompt_ids, vocab_size, message=(
+            f"prompt_ids must be < vocab_size={vocab_size}: encode prompts with the "
+            "tokenizer.json exported beside the model")),
+    ]
 
 
 def _pick(logits, temperature, top_k, top_p, seed):
