@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-BENCHMARKS = ("data_pipeline", "input_pipeline", "determinism", "generation", "throughput",
+BENCHMARKS = ("data_pipeline", "input_pipeline", "determinism", "generation", "export", "throughput",
               "time_to_quality")
 
 

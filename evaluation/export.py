@@ -6,9 +6,9 @@
 token ids out, see evaluation/exported_generation.py), `tokenizer.json` (the tokenizer the model
 was trained with, found like evaluation.generate finds it) and `export.json` (the special ids,
 the prompt cleaning and the signature's inputs, for the client that encodes and decodes). The
-tokenizer stays outside the graph: the project's byte-level BPE in TensorFlow ops needs
-tensorflow-text's custom ops, which a plain TensorFlow process cannot load, and encoded ~800x
-slower than the `tokenizers` library (README, "Export").
+tokenizer stays outside the graph: the project's byte-level BPE in TensorFlow ops (keras-hub's
+BytePairTokenizer) needs tensorflow-text's custom ops, which a plain TensorFlow process cannot
+load, and encodes a prompt ~70x slower than the `tokenizers` library (`benchmarks/export.py`).
 
 Every check runs before TensorFlow is imported; --out must not exist or be empty (nothing is
 ever overwritten), and the export is written to a temporary folder beside it and renamed into

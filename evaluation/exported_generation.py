@@ -72,7 +72,8 @@ def make_generate(model: LanguageModel, start_id: int) -> Callable[..., dict[str
         ends = tf.minimum(lengths + max_new_tokens, total)  # (B,) first position not generated
         start = tf.reduce_min(lengths)  # first position the loop may write
 
-        cache = model.build_cache(batch, limit or 1) if model.has_cache else tf.zeros([])
+        # A key/value cache as long as this request's tokens (a carried state ignores the length).
+        cache = model.build_cache(batch, total) if model.has_cache else tf.zeros([])
         if model.has_cache:
             full = cache
             cache = tf.cond(start > 1,
@@ -126,10 +127,14 @@ def _pick(logits, temperature, top_k, top_p, seed):
 
     def draw():
         scaled = logits / temperature  # (B, V)
-        vocab_size = tf.shape(scaled)[-1]
-        k = tf.where(top_k > 0, tf.minimum(top_k, vocab_size), vocab_size)
-        kth = tf.math.top_k(scaled, k).values[:, -1:]  # (B, 1)
-        scaled = tf.where(scaled < kth, NEVER, scaled)
+
+        def top_k_cut():
+            k = tf.minimum(top_k, tf.shape(scaled)[-1])
+            kth = tf.math.top_k(scaled, k).values[:, -1:]  # (B, 1)
+            return tf.where(scaled < kth, NEVER, scaled)
+
+        # Each cut sorts the vocabulary, so it runs only when asked for.
+        scaled = tf.cond(top_k > 0, top_k_cut, lambda: scaled)
 
         def nucleus():  # keep the most likely tokens until their probability reaches top_p
             ordered = tf.sort(scaled, axis=-1, direction="DESCENDING")
