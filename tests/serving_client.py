@@ -6,9 +6,10 @@ export's own files, nothing of this project.
 -I -S: no PYTHONPATH, no working directory, no site hooks, so the project's editable install
 (a .pth finder) is not active; SITE_PACKAGES is appended as a plain folder so the installed
 libraries import. REQUEST_JSON: {"exports": [folders], "prompt_ids": [[...]], "runs": {name:
-{max_new_tokens, temperature, top_k, top_p, seed}}}. Prints one JSON object: per export and run
-the ids and texts (through the `generate` signature, as TF Serving calls it), the project
-packages that were importable or imported (both must be empty), and a bad request's error.
+{max_new_tokens, temperature, top_k, top_p, seed}}, "bad_requests": {name: prompt_ids}}. Prints
+one JSON object: per export and run the ids and texts (through the `generate` signature, as TF
+Serving calls it), each bad request's error ("" if it was served), and the project packages that
+were importable or imported (both must be empty).
 """
 
 import importlib.util
@@ -60,11 +61,12 @@ def main() -> None:
         for name, settings in request["runs"].items():
             rows = call(generate, request["prompt_ids"], settings)
             runs[name] = {"ids": rows, "texts": [decode(row) for row in rows]}
-        try:
-            call(generate, [[10**6]], next(iter(request["runs"].values())))
-            runs["bad_request_error"] = ""
-        except tf.errors.InvalidArgumentError as error:
-            runs["bad_request_error"] = error.message
+        for name, prompt_ids in request["bad_requests"].items():
+            try:
+                call(generate, prompt_ids, next(iter(request["runs"].values())))
+                runs[name] = ""  # served: not an error for this model
+            except tf.errors.InvalidArgumentError as error:
+                runs[name] = error.message
         results["exports"][export] = runs
     results["imported"] = sorted(name for name in sys.modules
                                  if name.split(".")[0] in PROJECT_PACKAGES)

@@ -55,7 +55,8 @@ def served(exports, trained_checkpoints, tmp_path_factory) -> dict:
     workdir = tmp_path_factory.mktemp("client")
     request = {"exports": [str(path) for path in exports.values()],
                "prompt_ids": prompt_ids(trained_checkpoints[EXPORTED["gru"]]),
-               "runs": {"greedy": GREEDY, "sampled": SAMPLED, "sampled_again": SAMPLED}}
+               "runs": {"greedy": GREEDY, "sampled": SAMPLED, "sampled_again": SAMPLED},
+               "bad_requests": {"unknown_id": [[10**6]], "long_prompt": [[5] * 40]}}
     (workdir / "request.json").write_text(json.dumps(request))
     environment = {key: value for key, value in os.environ.items() if key != "PYTHONPATH"}
     done = subprocess.run(
@@ -119,8 +120,13 @@ def test_sampling_is_a_seeded_continuation(served, trained_checkpoints, family):
         assert all(0 < token < tokenizer.vocab_size and token != tokenizer.eos_id for token in row)
 
 
-def test_a_bad_request_names_the_input(served):
-    assert "prompt_ids must be < vocab_size" in served["gru"]["bad_request_error"]
+def test_a_bad_request_names_the_input(served, trained_checkpoints):
+    for family in EXPORTED:
+        assert "prompt_ids must be < vocab_size" in served[family]["unknown_id"]
+    # 40 tokens: past the Transformer's 16 positions; recurrent state has no such limit
+    max_len = trained_checkpoints[EXPORTED["transformer"]].config.max_len
+    assert f"must have fewer than {max_len} tokens" in served["transformer"]["long_prompt"]
+    assert served["gru"]["long_prompt"] == "" and served["bilstm"]["long_prompt"] == ""
 
 
 def test_missing_model_is_one_clear_line(tmp_path, capsys):
