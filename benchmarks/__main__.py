@@ -8,7 +8,7 @@ from __future__ import annotations
 import importlib
 
 BENCHMARKS = ("sample_measures", "data_pipeline", "input_pipeline", "determinism", "generation",
-              "generation_controls", "throughput", "time_to_quality")
+              "generation_controls", "export", "throughput", "time_to_quality")
 
 
 def main() -> None:

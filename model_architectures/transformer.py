@@ -96,7 +96,8 @@ class TransformerLanguageModel(RestoresTrainingState, LanguageModel):
 
     def build_cache(self, batch_size: int, max_length: int):
         """Empty key/value cache: (B, num_layers, 2, max_length, num_heads, head_dim)."""
-        if max_length > self.max_len:
+        # A traced (tensor) length cannot be checked here: its caller clips it to max_len.
+        if isinstance(max_length, int) and max_length > self.max_len:
             raise ValueError(f"max_length={max_length} exceeds the model's learned positions "
                              f"(max_len={self.max_len})")
         shape = (batch_size, self.num_layers, 2, max_length, self.num_heads, self.head_dim)
