@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from data_pipeline.errors import ConfigError
 from model_architectures.bilstm_space import BILSTM_OBJECTIVE_REASON, BILSTM_OBJECTIVES, BILSTM_SPACE, BILSTM_TINY
+from model_architectures.gan_space import GAN_OBJECTIVE_REASON, GAN_OBJECTIVES, GAN_SPACE, GAN_TINY
 from model_architectures.recurrent_space import RECURRENT_SPACE, RECURRENT_TINY
 from model_architectures.search_space import Declaration, SearchSpace, declare, resolve
 from model_architectures.transformer_space import TRANSFORMER_SPACE, TRANSFORMER_TINY
@@ -41,6 +42,10 @@ class Family:
     options: Mapping[str, Any] = field(default_factory=dict)  # extra keyword arguments of the builder
     objectives: tuple[str, ...] = OBJECTIVES  # the model class declares the same
     objective_reason: str = ""  # why an objective outside `objectives` is refused
+    # False: the model has no likelihood of text (a GAN), so no perplexity or bits/char; it is
+    # checkpointed on its last epoch, not tuned, and judged by its samples only. The model class
+    # declares the same (LanguageModel.has_likelihood).
+    likelihood: bool = True
 
     def load_builder(self) -> Builder:
         return getattr(importlib.import_module(self.module), self.builder)
@@ -57,13 +62,23 @@ FAMILIES: dict[str, Family] = {
                           TRANSFORMER_SPACE, TRANSFORMER_TINY),
     "bilstm": Family("model_architectures.bilstm", "build_bilstm", BILSTM_SPACE, BILSTM_TINY,
                      objectives=BILSTM_OBJECTIVES, objective_reason=BILSTM_OBJECTIVE_REASON),
+    # experimental: not in the default models_to_run (README, "The experimental GAN")
+    "gan": Family("model_architectures.gan", "build_gan", GAN_SPACE, GAN_TINY,
+                  objectives=GAN_OBJECTIVES, objective_reason=GAN_OBJECTIVE_REASON, likelihood=False),
 }
 
 
-def family_names(objective: str | None = None) -> tuple[str, ...]:
-    """Every registered family (that supports `objective`, if given), in registry order (the
-    order of plots and benchmarks)."""
-    return tuple(name for name, spec in FAMILIES.items() if objective is None or objective in spec.objectives)
+def family_names(objective: str | None = None, likelihood: bool | None = None) -> tuple[str, ...]:
+    """Every registered family (that supports `objective`, and has a likelihood or not, if given),
+    in registry order (the order of plots and benchmarks)."""
+    return tuple(name for name, spec in FAMILIES.items()
+                 if (objective is None or objective in spec.objectives)
+                 and (likelihood is None or spec.likelihood == likelihood))
+
+
+def has_likelihood(family: str) -> bool:
+    """Whether `family` assigns text a probability (perplexity, bits/char, checkpoint selection)."""
+    return _family(family).likelihood
 
 
 def unknown_family_message(name: str) -> str:
