@@ -6,12 +6,13 @@ turns one global noise vector z (B, Z) into `noise_slots` vectors (B, M, E). Tok
 at a time with a self-attention cache, as in the Transformer family; the cache carries z, so a
 sample keeps its noise vector from its first token to its last.
 
-Discriminator: soft token distributions (B, T, V) through its own embedding matrix (a matmul, so
+Discriminator: soft token distributions (B, K, V) through its own embedding matrix (a matmul, so
 one-hot real text and Gumbel-softmax generated text take the same path), learned positions,
 TransformerEncoder blocks, mean pooling, one logit.
 
 Training (`train_step`, two optimisers): per batch a fresh z per row; the generator rolls out
-max_len tokens after each real window's first token, feeding each step's Gumbel-softmax
+`adversarial_length` tokens after each real window's first token (compared with the window's
+next as many real tokens), feeding each step's Gumbel-softmax
 distribution (not its argmax) back through its embedding matrix, so gradients reach it through
 the discriminator. Losses are the non-saturating GAN losses. For the first `pretrain_steps`
 generator steps its loss is the teacher-forced negative log-likelihood of the real window
@@ -66,7 +67,7 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
     def __init__(self, vocab_size: int, max_len: int, embedding_dim: int = 128, num_layers: int = 2,
                  num_heads: int = 4, ff_dim: int = 256, dropout: float = 0.2, noise_dim: int = 32,
                  noise_slots: int = 4, discriminator_layers: int = 1, gumbel_temperature: float = 0.5,
-                 pretrain_steps: int = 200, **kwargs: Any) -> None:
+                 adversarial_length: int = 16, pretrain_steps: int = 200, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.vocab_size, self.max_len = int(vocab_size), int(max_len)
         self.embedding_dim, self.num_layers = int(embedding_dim), int(num_layers)
@@ -74,6 +75,8 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
         self.noise_dim, self.noise_slots = int(noise_dim), int(noise_slots)
         self.discriminator_layers = int(discriminator_layers)
         self.gumbel_temperature, self.pretrain_steps = float(gumbel_temperature), int(pretrain_steps)
+        self.adversarial_length = int(adversarial_length)
+        self.rollout_length = min(self.adversarial_length, self.max_len)  # K below
         if self.embedding_dim < self.num_heads:
             raise ValueError(f"embedding_dim={self.embedding_dim} must be >= num_heads={self.num_heads}")
         self.head_dim = self.embedding_dim // self.num_heads
@@ -219,16 +222,16 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
         return self.output_logits(x), (key_values, noise)
 
     def _soft_rollout(self, first_tokens, memory, gumbel, training: bool):
-        """Generate max_len soft tokens after `first_tokens` (B, 1): -> (B, T, V) distributions.
+        """Generate K = rollout_length soft tokens after `first_tokens` (B, 1): -> (B, K, V).
 
         Each step's Gumbel-softmax distribution goes back in through the embedding matrix, so the
-        whole rollout is differentiable; `gumbel` (B, T, V) is the Gumbel noise of every step.
-        Each step re-runs the blocks over the whole window (the causal mask hides the positions
-        not yet written): the key/value cache updates in place, which TensorFlow cannot
-        differentiate outside XLA, so training pays T passes per rollout where sampling pays one
-        step per token.
+        whole rollout is differentiable; `gumbel` (B, K, V) is the Gumbel noise of every step.
+        Each step re-runs the blocks over all K positions (the causal mask hides those not yet
+        written): the key/value cache updates in place, which TensorFlow cannot differentiate
+        outside XLA, so training pays K passes over K positions where sampling pays one step per
+        token. K is `adversarial_length`, not max_len, for that reason.
         """
-        length = self.max_len
+        length = self.rollout_length
         never = ops.cast(ops.arange(self.vocab_size) == PAD_ID, "float32") * -1e9  # (V,)
         embeddings = ops.cast(self.token_embedding.embeddings, self.compute_dtype)  # (V, E)
         first = ops.cast(self.token_embedding(first_tokens), self.compute_dtype)  # (B, 1, E)
@@ -254,8 +257,8 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
     # --- discriminator --------------------------------------------------------------------------
 
     def discriminate(self, token_distributions, training: bool = False):
-        """(B, T, V) soft or one-hot tokens -> (B, 1) float32 logit that the text is real."""
-        x = self.discriminator_embedding(ops.cast(token_distributions, self.compute_dtype))  # (B, T, E)
+        """(B, K, V) soft or one-hot tokens -> (B, 1) float32 logit that the text is real."""
+        x = self.discriminator_embedding(ops.cast(token_distributions, self.compute_dtype))  # (B, K, E)
         x = x + self.discriminator_positions(x)
         for block in self.discriminator_blocks:
             x = block(x, training=training)
@@ -289,7 +292,7 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
     def _gan_losses(self, inputs, targets, training: bool) -> dict[str, Any]:
         batch = ops.shape(inputs)[0]
         noise = keras.random.normal((batch, self.noise_dim), seed=self.noise_seed)  # fresh z per row
-        uniform = keras.random.uniform((batch, self.max_len, self.vocab_size), minval=1e-7,
+        uniform = keras.random.uniform((batch, self.rollout_length, self.vocab_size), minval=1e-7,
                                        maxval=1.0, seed=self.noise_seed)
         memory = self._memory(ops.cast(noise, self.compute_dtype), training)
         logits = self.output_logits(self._decode(inputs, memory, training))  # (B, T, V) teacher forced
@@ -297,7 +300,8 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
         nll = keras.losses.sparse_categorical_crossentropy(targets, logits, from_logits=True)  # (B, T)
         nll = ops.sum(nll * mask) / ops.maximum(ops.sum(mask), 1.0)
         fake = self._soft_rollout(inputs[:, :1], memory, -ops.log(-ops.log(uniform)), training)
-        real_score = self.discriminate(ops.one_hot(targets, self.vocab_size), training)
+        real = targets[:, : self.rollout_length]  # the real tokens after the same first token
+        real_score = self.discriminate(ops.one_hot(real, self.vocab_size), training)
         fake_score = self.discriminate(fake, training)
         return {"generator_nll": nll,
                 "generator_loss": ops.mean(ops.softplus(-fake_score)),  # non-saturating
@@ -338,7 +342,7 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
         discriminator = sum(matmul_weights(block) for block in self.discriminator_blocks)
         matrices = generator + discriminator + 2 * self.vocab_size * self.embedding_dim
         attention = 4.0 * self.embedding_dim * (self.num_layers * (self.max_len + self.noise_slots)
-                                                + self.discriminator_layers * self.max_len)
+                                                + self.discriminator_layers * self.rollout_length)
         return 2.0 * matrices + attention
 
     def get_config(self) -> dict[str, Any]:
@@ -350,6 +354,7 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
             "noise_dim": self.noise_dim, "noise_slots": self.noise_slots,
             "discriminator_layers": self.discriminator_layers,
             "gumbel_temperature": self.gumbel_temperature, "pretrain_steps": self.pretrain_steps,
+            "adversarial_length": self.adversarial_length,
         })
         return config
 

@@ -26,6 +26,10 @@ GAN_SPACE: SearchSpace = {
     # one-hot (real text is one-hot) but gives high-variance gradients
     "gumbel_temperature": Dimension("float", 0.5, min=0.1, max=1.0, step=None, sampling="log",
                                     lowest=1e-3, highest=100.0),
+    # tokens the generator rolls out per training window and the discriminator compares with the
+    # real window's first as many: the differentiable rollout costs this many passes over this
+    # many positions (capped at max_len)
+    "adversarial_length": Dimension("int", 16, min=8, max=32, step=8, lowest=2, highest=8192),
     # generator steps of maximum-likelihood pre-training (teacher forcing) before the adversarial
     # loss takes over, as SeqGAN and RelGAN do: from scratch the discriminator wins at once
     "pretrain_steps": Dimension("int", 200, min=0, max=1000, step=100, lowest=0, highest=10**9),
@@ -37,4 +41,4 @@ GAN_OBJECTIVE_REASON = "adversarial training compares whole generated windows wi
 
 GAN_TINY: Mapping[str, Any] = {"embedding_dim": 16, "num_heads": 2, "ff_dim": 16, "num_layers": 1,
                                "noise_dim": 8, "noise_slots": 2, "discriminator_layers": 1,
-                               "pretrain_steps": 4}
+                               "adversarial_length": 6, "pretrain_steps": 4}
