@@ -192,9 +192,13 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         "stopped_reason": reason, "diverged": guard.diverged, "epochs": len(rows),
         "best_epoch": best_epoch, "train_seconds": result.train_seconds,
         "train_tokens_per_second": result.train_tokens_per_second}})
-    logger.info("%s: %s; best %s %.3f (epoch %s); %.0f tokens/s", family, reason, MONITOR,
-                rows[best_epoch - 1].get(MONITOR, math.nan) if best_epoch else math.nan, best_epoch,
-                result.train_tokens_per_second)
+    if likelihood:
+        logger.info("%s: %s; best %s %.3f (epoch %s); %.0f tokens/s", family, reason, MONITOR,
+                    rows[best_epoch - 1][MONITOR] if best_epoch else math.nan, best_epoch,
+                    result.train_tokens_per_second)
+    else:
+        logger.info("%s: %s; kept the last epoch (%s): no likelihood to select by; %.0f tokens/s",
+                    family, reason, best_epoch, result.train_tokens_per_second)
     return result
 
 
