@@ -50,6 +50,7 @@ def experiment(tmp_path_factory):
     return config, run_experiment(config, corpus=headline_corpus())
 
 
+@pytest.mark.slow  # the module's run of the experiment
 def test_the_table_row_has_no_likelihood_figures_and_every_sample_measure(experiment):
     config, result = experiment
     table = result.table.set_index("model")
@@ -85,6 +86,7 @@ def test_training_logs_both_losses_and_switches_from_pretraining_to_adversarial(
     assert manifest["training"]["best_epoch"] == EPOCHS  # no likelihood: the last epoch is kept
 
 
+@pytest.mark.slow  # the module's run of the experiment; a fresh process
 def test_the_checkpoint_resumes_both_optimisers_and_samples_in_a_fresh_process(experiment):
     config, result = experiment
     path = result.runs[0].training.checkpoint_path
