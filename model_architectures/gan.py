@@ -11,8 +11,8 @@ one-hot real text and Gumbel-softmax generated text take the same path), learned
 TransformerEncoder blocks, mean pooling, one logit.
 
 Training (`train_step`, two optimisers): per batch a fresh z per row; the generator rolls out
-`adversarial_length` tokens after each real window's first token (compared with the window's
-next as many real tokens), feeding each step's Gumbel-softmax
+`adversarial_length` tokens after each real window's first token (the discriminator compares
+them with the window's next as many real tokens), feeding each step's Gumbel-softmax
 distribution (not its argmax) back through its embedding matrix, so gradients reach it through
 the discriminator. Losses are the non-saturating GAN losses. For the first `pretrain_steps`
 generator steps its loss is the teacher-forced negative log-likelihood of the real window
