@@ -34,7 +34,7 @@ from benchmarks.common import (limit_threads, load_average, parse_args, peak_rss
 from model_architectures.registry import family_names
 
 NAME = "throughput"
-FAMILIES = family_names(brings_tokenizer=False)
+FAMILIES = family_names(brings_tokenizer=False, likelihood=True)  # from scratch, by perplexity
 VOCAB, MAX_LEN, BATCH = 10_000, 64, 32  # the time-to-quality protocol's shapes
 GPT_SHAPE = {"num_layers": 4, "num_heads": 4, "embedding_dim": 128, "ff_dim": 512, "dropout": 0.0,
              "tie_embeddings": True}

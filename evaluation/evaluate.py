@@ -62,6 +62,12 @@ class EvaluationResult:
                 for total, count in zip(position_nll, position_tokens)),
         )
 
+    @classmethod
+    def undefined(cls, split: "SplitData") -> "EvaluationResult":
+        """For a model without a likelihood (a GAN): NaN figures, never a number that means nothing."""
+        return cls(perplexity=math.nan, bits_per_char=math.nan, accuracy=math.nan, nll_nats=math.nan,
+                   tokens=int(split.tokens), characters=int(split.characters))
+
     def to_dict(self) -> dict[str, float | int]:
         return asdict(self)
 

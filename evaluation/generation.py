@@ -161,7 +161,9 @@ class _CompiledLoop:
             False: tf.function(partial(run, stop_token_ids=None), jit_compile=jit_compile),
         }
 
-    def reseed(self, seed: int | None) -> None:
+    def reseed(self, model: LanguageModel, seed: int | None) -> None:
+        """The sampler's seed and the model's own (a noise vector per sample), from one `seed`."""
+        model.seed_generation(seed)
         generator = getattr(self.sampler, "seed_generator", None)
         if generator is not None:
             seed = int(np.random.randint(0, 2**31 - 1)) if seed is None else int(seed)
@@ -274,7 +276,7 @@ def sample_ids(model: LanguageModel, prompt_ids: Sequence[Sequence[int]], max_ne
         if signature not in loop.traced:
             _run(model, loop, batch, stop_at_end, stop_table)
             loop.traced.add(signature)
-    loop.reseed(seed)
+    loop.reseed(model, seed)
 
     continuations: list[list[int]] = [[] for _ in prompts]
     seconds, steps = 0.0, 0

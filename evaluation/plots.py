@@ -112,6 +112,8 @@ def plot_validation_vs_time(results: Sequence["TrainingResult"], plots_dir: str 
     axis = figure.subplots()
     for result in results:
         perplexities = result.history.get("val_perplexity") or []
+        if not perplexities:  # a model without a likelihood (a GAN) has none
+            continue
         if len(perplexities) != len(result.epoch_seconds):
             logger.warning("%s: %d validation perplexities but %d epoch durations; plotting the "
                            "first %d", result.family, len(perplexities), len(result.epoch_seconds),
@@ -133,7 +135,9 @@ def plot_validation_vs_time(results: Sequence["TrainingResult"], plots_dir: str 
 
 def plot_test_metrics(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
     """Test perplexity and bits/char per model; baselines drawn as horizontal reference lines."""
-    models = [report for report in reports if not report.baseline]
+    # a model without a likelihood (a GAN) has no bar: its figures are not defined
+    models = [report for report in reports
+              if not report.baseline and math.isfinite(report.evaluation.perplexity)]
     baselines = [report for report in reports if report.baseline]
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     axes = figure.subplots(1, 2)

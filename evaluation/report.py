@@ -50,6 +50,7 @@ class ModelReport:
     # test bits/char of the same model with the condition values shuffled across test documents
     shuffled_condition_bits_per_char: float | None = None
     baseline: bool = False  # drawn as a reference line, not a bar, in the plots
+    note: str | None = None  # printed under the table, e.g. why a cell is empty
 
     def row(self) -> dict[str, object]:
         """The table row: names as in COLUMNS, None as NaN."""
@@ -94,8 +95,10 @@ def comparison_table(rows: list[ModelReport]) -> pd.DataFrame:
     table = pd.DataFrame([row.row() for row in rows], columns=list(COLUMNS))
     for column in ("parameters", "trainable_parameters"):
         table[column] = table[column].astype("Int64")  # integers, <NA> where unknown
-    return table.sort_values("test_bits_per_char", kind="stable", na_position="last",
-                             ignore_index=True)
+    table = table.sort_values("test_bits_per_char", kind="stable", na_position="last",
+                              ignore_index=True)
+    table.attrs["notes"] = {row.model: row.note for row in rows if row.note}  # save_table prints them
+    return table
 
 
 def save_table(df: pd.DataFrame, plots_dir: str | Path, notes: Sequence[str] = ()) -> list[Path]:
@@ -108,7 +111,9 @@ def save_table(df: pd.DataFrame, plots_dir: str | Path, notes: Sequence[str] = (
     formats = [dict(zip(COLUMNS, _MARKDOWN_FORMATS)).get(column, ".4g") for column in df.columns]
     # tabulate formats floats only: missing values become an empty cell, integers stay exact.
     printable = df.astype(object).where(df.notna(), None)
+    model_notes = [f"{model}: {note}" for model, note in df.attrs.get("notes", {}).items()]
     markdown_path.write_text(printable.to_markdown(index=False, floatfmt=formats,
                                                          intfmt=",", missingval="")
-                             + "\n" + "".join(f"\n{note}\n" for note in notes), encoding="utf-8")
+                             + "\n" + "".join(f"\n{note}\n" for note in [*model_notes, *notes]),
+                             encoding="utf-8")
     return [csv_path, markdown_path]

@@ -27,6 +27,8 @@ class LanguageModel(keras.Model):
 
     objectives: ClassVar[tuple[str, ...]] = OBJECTIVES
     has_cache: ClassVar[bool] = True  # False: generation re-encodes the window per token
+    # False: no likelihood of text (a GAN): evaluation leaves perplexity and bits/char empty
+    has_likelihood: ClassVar[bool] = True
     vocab_size: int
     max_len: int
 
@@ -76,6 +78,10 @@ class LanguageModel(keras.Model):
         """Process token_ids (B, t) at positions index..: -> (logits (B, t, V), new cache)."""
         raise NotImplementedError(f"{type(self).__name__} has no cache (has_cache=False): "
                                   "re-encode the last max_len tokens with call_last instead")
+
+    def seed_generation(self, seed: int | None) -> None:
+        """Seed randomness the model draws itself during generation (a GAN's noise vector per
+        sample, drawn in `build_cache`); the sampler's own seed is separate. Most families draw none."""
 
     def forward_flops_per_token(self) -> float:
         """Forward-pass FLOPs per predicted token under the family's first objective.

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from data_pipeline.errors import ConfigError
 from model_architectures.bilstm_space import BILSTM_OBJECTIVE_REASON, BILSTM_OBJECTIVES, BILSTM_SPACE, BILSTM_TINY
+from model_architectures.gan_space import GAN_OBJECTIVE_REASON, GAN_OBJECTIVES, GAN_SPACE, GAN_TINY
 from model_architectures.gpt2_space import GPT2_CONFIG_KEYS, GPT2_SPACE, GPT2_TINY
 from model_architectures.recurrent_space import RECURRENT_SPACE, RECURRENT_TINY
 from model_architectures.search_space import Declaration, SearchSpace, declare, resolve
@@ -49,6 +50,10 @@ class Family:
     # A function in `module`, tokenizer(family, config) -> TextTokenizer, for a family that brings
     # its own (a pretrained preset's); None: it trains on the project's tokenizer at any vocab_size.
     tokenizer: str | None = None
+    # False: the model has no likelihood of text (a GAN), so no perplexity or bits/char; it is
+    # checkpointed on its last epoch, not tuned, and judged by its samples only. The model class
+    # declares the same (LanguageModel.has_likelihood).
+    likelihood: bool = True
 
     @property
     def brings_tokenizer(self) -> bool:
@@ -71,19 +76,22 @@ FAMILIES: dict[str, Family] = {
                      objectives=BILSTM_OBJECTIVES, objective_reason=BILSTM_OBJECTIVE_REASON),
     "gpt2": Family("model_architectures.gpt2", "build_gpt2", GPT2_SPACE, GPT2_TINY,
                    config_keys=GPT2_CONFIG_KEYS, tokenizer="gpt2_tokenizer"),
+    # experimental: not in the default models_to_run (README, "The experimental GAN")
+    "gan": Family("model_architectures.gan", "build_gan", GAN_SPACE, GAN_TINY,
+                  objectives=GAN_OBJECTIVES, objective_reason=GAN_OBJECTIVE_REASON, likelihood=False),
 }
 
 
-def family_names(objective: str | None = None,
-                 brings_tokenizer: bool | None = None) -> tuple[str, ...]:
-    """Every registered family (that supports `objective`, and that brings its own tokenizer or
-    not, if given), in registry order (the order of plots and benchmarks).
-
-    `brings_tokenizer=False`: the families built at any vocabulary size, from scratch.
+def family_names(objective: str | None = None, brings_tokenizer: bool | None = None,
+                 likelihood: bool | None = None) -> tuple[str, ...]:
+    """Every registered family, in registry order (the order of plots and benchmarks), filtered
+    by what is given: supports `objective`; brings its own tokenizer or not
+    (`brings_tokenizer=False`: built at any vocabulary size, from scratch); has a likelihood or not.
     """
     return tuple(name for name, spec in FAMILIES.items()
                  if (objective is None or objective in spec.objectives)
-                 and (brings_tokenizer is None or spec.brings_tokenizer == brings_tokenizer))
+                 and (brings_tokenizer is None or spec.brings_tokenizer == brings_tokenizer)
+                 and (likelihood is None or spec.likelihood == likelihood))
 
 
 def family_tokenizer(family: str, config: ExperimentConfig) -> TextTokenizer | None:
@@ -92,6 +100,11 @@ def family_tokenizer(family: str, config: ExperimentConfig) -> TextTokenizer | N
     if spec.tokenizer is None:
         return None
     return getattr(importlib.import_module(spec.module), spec.tokenizer)(family, config)
+
+
+def has_likelihood(family: str) -> bool:
+    """Whether `family` assigns text a probability (perplexity, bits/char, checkpoint selection)."""
+    return _family(family).likelihood
 
 
 def unknown_family_message(name: str) -> str:

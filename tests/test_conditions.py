@@ -121,7 +121,7 @@ def train_conditional(tmp_path: Path, family: str):
     return config, corpus, tokenizer, datasets, load_trained_model(result.checkpoint_path)
 
 
-@pytest.mark.parametrize("family", family_names("causal", brings_tokenizer=False))  # conditions: causal, own control tokens
+@pytest.mark.parametrize("family", family_names("causal", brings_tokenizer=False, likelihood=True))  # own control tokens, bits/char
 def test_a_trained_model_uses_its_condition(tmp_path: Path, family: str) -> None:
     config, corpus, tokenizer, datasets, model = train_conditional(tmp_path, family)
     own = evaluate_model(model, datasets.test)

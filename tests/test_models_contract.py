@@ -28,6 +28,7 @@ def test_shapes_and_the_last_position_call(family):
     model = tiny(family)
     assert isinstance(model, LanguageModel)
     assert model.objectives == FAMILIES[family].objectives  # the registry declares them without keras
+    assert model.has_likelihood == FAMILIES[family].likelihood  # so does it whether it has a likelihood
     ids = tokens()
     logits = np.asarray(model(ids))
     hidden = np.asarray(model.hidden_states(ids))

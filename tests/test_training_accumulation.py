@@ -13,7 +13,7 @@ from training_assets.strategy import select_strategy
 from training_assets.trainer import train_model
 
 
-@pytest.mark.parametrize("family", family_names(brings_tokenizer=False))
+@pytest.mark.parametrize("family", family_names(brings_tokenizer=False, likelihood=True))  # by validation perplexity
 def test_every_family_trains_with_accumulated_gradients(tmp_path, family):
     config = make_config(tmp_path, models_to_run=[family], objective=FAMILIES[family].objectives[0],
                          gradient_accumulation_steps=2, steps_per_epoch=60, final_training_epochs=2)

@@ -22,7 +22,7 @@ def train(config, family="gru", strategy=None, callbacks=(), replicas=1, hyperpa
     return result, datasets, tokenizer
 
 
-@pytest.mark.parametrize("family", family_names(brings_tokenizer=False))
+@pytest.mark.parametrize("family", family_names(brings_tokenizer=False, likelihood=True))  # the GAN: tests/test_models_gan.py
 def test_every_family_learns_below_unigram_perplexity(tmp_path, family):
     # Each under its first objective; last_token epochs (a window per token) are cut to 120 steps.
     objective = FAMILIES[family].objectives[0]

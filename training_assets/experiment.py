@@ -29,7 +29,7 @@ from evaluation.baselines import fit_kneser_ney, kneser_ney_report
 from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
-from evaluation.evaluate import evaluate_model
+from evaluation.evaluate import EvaluationResult, evaluate_model
 from evaluation.generation import document_start_id, generate_timed
 from evaluation.generation_controls import GenerationControls
 from evaluation.interpolation import Interpolation, interpolate, pairing_problem
@@ -47,6 +47,9 @@ from training_assets.trainer import TrainingResult, train_model
 from training_assets.tuner import TuningOutcome, tune_model
 
 log = logging.getLogger("training_assets")
+
+NO_LIKELIHOOD_NOTE = ("test perplexity, bits/char and accuracy are not defined: the model assigns "
+                      "text no likelihood (a GAN); its sample measures place it")
 
 
 @dataclass(frozen=True)
@@ -162,9 +165,12 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
     """Test-split metrics of the best checkpoint, generation speed and sample quality."""
     data = family_data(training.family, config, data)
     model = load_trained_model(training.checkpoint_path)  # as the generate CLI does: no optimizer
-    evaluation = evaluate_model(model, data.datasets.test)
-    shuffled = shuffled_condition_evaluation(model, data.corpus, data.tokenizer, config,
-                                             data.datasets.global_batch_size)
+    if model.has_likelihood:
+        evaluation = evaluate_model(model, data.datasets.test)
+        shuffled = shuffled_condition_evaluation(model, data.corpus, data.tokenizer, config,
+                                                 data.datasets.global_batch_size)
+    else:  # empty cells with a note; its samples below are measured like every model's
+        evaluation, shuffled = EvaluationResult.undefined(data.datasets.test), None
     generated = generate_timed(
         model, data.tokenizer, list(config.prompts) * config.num_samples,
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
@@ -189,6 +195,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         self_bleu_4=self_bleu_4(generated.texts),
         longest_copied_words=longest_copied_words(generated.texts, data.corpus.train),
         shuffled_condition_bits_per_char=None if shuffled is None else shuffled.bits_per_char,
+        note=None if model.has_likelihood else NO_LIKELIHOOD_NOTE,
     )
     sweep = []
     if config.decoding_sweep:
@@ -232,6 +239,9 @@ def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
         log.info("no n-gram interpolation row: %s", problem)
         return None
     best = min(runs, key=lambda run: _best_validation_perplexity(run.training))
+    if not math.isfinite(_best_validation_perplexity(best.training)):
+        log.info("no n-gram interpolation row: no model has a finite validation perplexity")
+        return None
     model = load_trained_model(best.training.checkpoint_path)
     mixture = interpolate(best.family, model, best.report.parameters or 0,
                           fit_kneser_ney(data.datasets, config.kn_order),
@@ -341,7 +351,10 @@ def conclusions(runs: list[FamilyRun], baseline: ModelReport | None,
     """A few sentences drawn from the measured figures: the winner, the bar, the mix, the cost."""
     if not runs:
         return "No model was trained."
-    ranked = sorted(runs, key=lambda run: run.report.evaluation.bits_per_char)
+    ranked = sorted((run for run in runs if math.isfinite(run.report.evaluation.bits_per_char)),
+                    key=lambda run: run.report.evaluation.bits_per_char)
+    if not ranked:
+        return "No model with a likelihood was trained: compare the sample measures in the table."
     best = ranked[0].report
     lines = [f"- **Best model: {best.model}**, {best.evaluation.bits_per_char:.3f} bits per "
              f"character (test perplexity {best.evaluation.perplexity:.1f}), "

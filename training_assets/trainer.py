@@ -33,7 +33,7 @@ import tensorflow as tf
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import Datasets
 from data_pipeline.tokenizer import TextTokenizer
-from model_architectures.registry import FAMILIES, build_model
+from model_architectures.registry import FAMILIES, build_model, has_likelihood
 from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
@@ -160,16 +160,21 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True,
         resume_history=best_so_far, best_weights_loader=lambda: _checkpoint_weights(paths.checkpoint))
     finite_best = [value for value in best_so_far if math.isfinite(value)]
+    likelihood = has_likelihood(family)
+    # Without a likelihood (a GAN) there is no validation perplexity to pick or stop on: the
+    # checkpoint is the last epoch.
+    checkpoint = (keras.callbacks.ModelCheckpoint(
+        str(paths.checkpoint), monitor=MONITOR, mode="min", save_best_only=True,
+        initial_value_threshold=min(finite_best) if finite_best else None)
+        if likelihood else keras.callbacks.ModelCheckpoint(str(paths.checkpoint)))
     all_callbacks = [
         keras.callbacks.BackupAndRestore(str(paths.backup)),  # first: restores weights and epoch
         clock,  # before CSVLogger: adds the epoch timings to the logs it writes
         keras.callbacks.CSVLogger(str(paths.history), append=finished_epochs > 0),
         guard,
         *weight_averaging(config),  # before the checkpoint: it saves the validated (averaged) weights
-        keras.callbacks.ModelCheckpoint(str(paths.checkpoint), monitor=MONITOR, mode="min",
-                                        save_best_only=True,
-                                        initial_value_threshold=min(finite_best) if finite_best else None),
-        early,
+        checkpoint,
+        *([early] if likelihood else []),
         *budget_callbacks,
         *([keras.callbacks.TensorBoard(str(paths.tensorboard))] if config.tensorboard else []),
         *live_progress(config, tokens_per_step(datasets), family),  # a notebook's per-step bar
@@ -184,8 +189,8 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
               callbacks=all_callbacks, shuffle=False, verbose=2)  # tf.data shuffles
 
     rows = read_history(paths.history)
-    best_epoch = _best_epoch(rows)
-    reason = (guard.reason or (budget.reason if budget else None) or early.reason
+    best_epoch = _best_epoch(rows) if likelihood else len(rows) or None
+    reason = (guard.reason or (budget.reason if budget else None) or (early.reason if likelihood else None)
               or f"completed {len(rows)} of {config.final_training_epochs} epochs")
     if guard.diverged:
         logger.error("%s %s; the best checkpoint (epoch %s) is kept in %s", family, guard.reason,
@@ -200,9 +205,13 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         "stopped_reason": reason, "diverged": guard.diverged, "epochs": len(rows),
         "best_epoch": best_epoch, "train_seconds": result.train_seconds,
         "train_tokens_per_second": result.train_tokens_per_second}})
-    logger.info("%s: %s; best %s %.3f (epoch %s); %.0f tokens/s", family, reason, MONITOR,
-                rows[best_epoch - 1][MONITOR] if best_epoch else math.nan, best_epoch,
-                result.train_tokens_per_second)
+    if likelihood:
+        logger.info("%s: %s; best %s %.3f (epoch %s); %.0f tokens/s", family, reason, MONITOR,
+                    rows[best_epoch - 1][MONITOR] if best_epoch else math.nan, best_epoch,
+                    result.train_tokens_per_second)
+    else:
+        logger.info("%s: %s; kept the last epoch (%s): no likelihood to select by; %.0f tokens/s",
+                    family, reason, best_epoch, result.train_tokens_per_second)
     return result
 
 

@@ -41,7 +41,7 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.datasets import Datasets
 from data_pipeline.errors import ConfigError
 from data_pipeline.manifests import read_json, write_json
-from model_architectures.registry import FAMILIES, build_model, hyperparameters_for
+from model_architectures.registry import FAMILIES, build_model, has_likelihood, hyperparameters_for
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.callbacks import FailTrialOnNaN, TrialSteps, time_budget_callbacks
 from training_assets.cluster import family_oracle
@@ -172,6 +172,9 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
     defaults = hyperparameters_for(family, config.hyperparameters.get(family))
     if config.tuner == "none":
         return TuningOutcome(family, defaults, "defaults", "no search (tuner='none')", dict(defaults.values))
+    if not has_likelihood(family):
+        return TuningOutcome(family, defaults, "defaults", "no search: the family has no validation "
+                             "perplexity to rank trials by", dict(defaults.values))
     configure_precision(config, strategy)
     enable_multi_worker_fit(strategy)
     steps = tuning_steps_per_epoch(datasets, config)
