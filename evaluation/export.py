@@ -31,6 +31,7 @@ from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
 from evaluation.generate import experiment_config, find_tokenizer, read_manifest
+from model_architectures.registry import FAMILIES
 
 EXPORT_FORMAT = "text-synthesis-export/1"
 TOKENIZER_FILE = "tokenizer.json"
@@ -70,6 +71,11 @@ def prepare(model_path: Path, out: Path, tokenizer_override: str | None = None) 
                         "overwrites; choose a new folder (for TF Serving, the next version "
                         "number, e.g. exported/gru/2)")
     manifest = read_manifest(model_path)
+    family = manifest.get("family", model_path.stem)
+    if family in FAMILIES and not FAMILIES[family].likelihood:
+        raise DataError(f"{str(model_path)!r} is a {family!r} model: it samples from a noise vector "
+                        "drawn per sample, which the exported graph does not carry; export a "
+                        "family with a likelihood, or sample it with python -m evaluation.generate")
     tokenizer = find_tokenizer(model_path, manifest, tokenizer_override)
     if "vocab_size" in manifest and manifest["vocab_size"] != tokenizer.vocab_size:
         raise DataError(f"tokenizer {tokenizer.path!r} has vocab_size={tokenizer.vocab_size} but "

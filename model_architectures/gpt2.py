@@ -106,7 +106,8 @@ class Gpt2LanguageModel(RestoresTrainingState, LanguageModel):
     def build_cache(self, batch_size: int, max_length: int):
         """Empty key/value cache: (B, num_layers, 2, max_length, num_heads, head_dim)."""
         backbone = self.backbone
-        if max_length > backbone.max_sequence_length:
+        # A traced (tensor) length cannot be checked here: its caller clips it to the positions.
+        if isinstance(max_length, int) and max_length > backbone.max_sequence_length:
             raise ValueError(f"max_length={max_length} exceeds the preset's "
                              f"{backbone.max_sequence_length} positions")
         shape = (batch_size, backbone.num_layers, 2, max_length, backbone.num_heads,

@@ -138,3 +138,14 @@ def test_the_adversarial_loss_reaches_the_generator_through_soft_tokens():
     assert logs["loss"] == logs["generator_loss"]  # the adversarial objective from the first step
     assert np.abs(np.array(model.token_embedding.embeddings) - generator).max() > 1e-6
     assert np.abs(np.array(model.discriminator_embedding.kernel) - discriminator).max() > 1e-6
+
+
+def test_export_refuses_a_gan_in_one_line_before_writing(experiment, tmp_path, capsys):
+    from evaluation.export import main as export_cli
+
+    _, result = experiment
+    code = export_cli(["--model", str(result.runs[0].training.checkpoint_path),
+                       "--out", str(tmp_path / "gan")])
+    error = capsys.readouterr().err
+    assert code == 2 and "noise vector" in error and error.count("\n") == 1
+    assert not (tmp_path / "gan").exists()

@@ -189,3 +189,23 @@ def test_the_registry_says_which_families_bring_their_tokenizer_and_need_config(
     assert "gpt2" in family_names() and "gpt2" not in family_names(brings_tokenizer=False)
     with pytest.raises(ValueError, match="pretrained_preset"):
         build_model("gpt2", None, 303, 16)  # which preset? only CONFIG says
+
+
+def test_the_export_generates_what_the_project_generates(experiment, tmp_path):
+    import tensorflow as tf
+
+    from evaluation.export import main as export_cli
+    from evaluation.generation import document_start_id, generate_ids
+
+    config, result = experiment
+    checkpoint = next(run for run in result.runs if run.family == "gpt2").training.checkpoint_path
+    assert export_cli(["--model", str(checkpoint), "--out", str(tmp_path / "gpt2")]) == 0
+    tokenizer = family_data("gpt2", config, result.data).tokenizer
+    expected = generate_ids(load_trained_model(checkpoint), tokenizer, ["klm"], 6, sampler="greedy",
+                            start_id=document_start_id(config))
+    served = tf.saved_model.load(str(tmp_path / "gpt2")).signatures["generate"](
+        prompt_ids=tf.constant([tokenizer.encode("klm")], tf.int32),
+        max_new_tokens=tf.constant(6), temperature=tf.constant(0.0), top_k=tf.constant(0),
+        top_p=tf.constant(1.0), seed=tf.constant(0))
+    length = int(served["lengths"][0])
+    assert served["token_ids"][0, :length].numpy().tolist() == expected[0]
