@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +31,9 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from data_pipeline.shards import TokenShards
 
 log = logging.getLogger("data_pipeline")
 
@@ -259,3 +262,94 @@ def _options() -> tf.data.Options:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
+
+
+def build_shard_datasets(shards: "TokenShards", tokenizer: TextTokenizer, config: ExperimentConfig,
+                         num_replicas: int = 1) -> Datasets:
+    """build_datasets for token shards on disk: the same packed causal rows and counts, read
+    from the files as they are needed, so memory does not grow with the corpus."""
+    if num_replicas < 1:
+        raise ValueError(f"num_replicas={num_replicas}: must be at least 1")
+    global_batch = config.batch_size * num_replicas
+    splits = {name: shard_split(shards, name, tokenizer, config, global_batch, name == "train")
+              for name in ("train", "validation", "test")}
+    for name, split in splits.items():
+        log.info("%s (shard): %d documents, %d target tokens, %d characters, %d batches of %d",
+                 name, split.documents, split.tokens, split.characters, split.steps, global_batch)
+    return Datasets(**splits, vocab_size=tokenizer.vocab_size, max_len=config.max_len,
+                    per_replica_batch_size=config.batch_size, global_batch_size=global_batch,
+                    pad_id=tokenizer.pad_id, condition_id_range=tokenizer.condition_id_range)
+
+
+def shard_split(shards: "TokenShards", name: str, tokenizer: TextTokenizer,
+                config: ExperimentConfig, global_batch: int, training: bool) -> SplitData:
+    """One split read from its shard: rows of max_len + 1 tokens, stride max_len, as packed_rows."""
+    max_len, info = config.max_len, shards.split(name)
+    stream = shards.stream(name)  # (L,) memory-mapped
+    all_targets = len(stream) - 1
+    count = all_targets // max_len if training else -(-all_targets // max_len)
+    tokens = count * max_len if training else all_targets  # a shard holds no [PAD]
+    characters = round(info["characters"] * tokens / max(all_targets, 1))
+    if training:
+        steps = count // global_batch
+        if steps == 0:
+            raise DataError(f"the training shard {str(shards.path(name))!r} makes {count} rows of "
+                            f"max_len+1={max_len + 1} tokens, fewer than one global batch of "
+                            f"{global_batch}: lower batch_size or max_len, or add documents")
+        used = steps * global_batch / count
+        tokens, characters = round(tokens * used), round(characters * used)
+    else:
+        steps = -(-count // global_batch)
+
+    def rebuild() -> tf.data.Dataset:
+        rows = _shard_rows(shards, name, stream, count, max_len)
+        if training:
+            rows = rows.shuffle(min(config.shuffle_buffer, count), seed=config.seed,
+                                reshuffle_each_iteration=True)  # bounded: a buffer of rows
+        else:
+            filler = -count % global_batch
+            rows = rows.concatenate(tf.data.Dataset.from_tensors(
+                tf.zeros(max_len + 1, tf.int32)).repeat(filler))  # all-[PAD] rows
+        masked = tokenizer.condition_id_range
+
+        def inputs_and_targets(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return batch[:, :-1], _masked(batch[:, 1:], masked)  # (B, T), (B, T)
+
+        return (rows.batch(global_batch, drop_remainder=True)
+                .map(inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE).with_options(_options()))
+
+    return SplitData(dataset=rebuild(), token_stream=stream, documents=info["documents"],
+                     tokens=int(tokens), characters=int(characters), steps=int(steps),
+                     rebuild=rebuild)
+
+
+def _shard_rows(shards: "TokenShards", name: str, stream: np.ndarray, count: int,
+                max_len: int) -> tf.data.Dataset:
+    """`count` rows (T+1,) int32 from a shard file: row i = record i + the first token of record
+    i + 1, records being the file's consecutive runs of T tokens; the last rows (whose next
+    record is incomplete) come from the memory map, [PAD]-filled."""
+    itemsize = shards.dtype.itemsize
+    record_bytes = max_len * itemsize
+    whole_records = len(stream) // max_len
+    from_file = max(0, min(count, whole_records - 1))
+    wire_type = tf.uint16 if itemsize == 2 else tf.int32  # uint32 ids < 2^31 read as int32
+
+    tail_start = from_file * max_len
+    tail = np.zeros((count - from_file) * max_len + 1, np.int32)  # (r*T + 1,)
+    piece = np.asarray(stream[tail_start:tail_start + len(tail)], np.int32)
+    tail[:len(piece)] = piece
+    starts = np.arange(count - from_file)[:, None] * max_len
+    tail_rows = tf.data.Dataset.from_tensor_slices(tail[starts + np.arange(max_len + 1)])  # (r, T+1)
+    if from_file == 0:
+        return tail_rows
+
+    def decode(record: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.io.decode_raw(record, wire_type, little_endian=True), tf.int32)  # (T,)
+
+    records = tf.data.FixedLengthRecordDataset(
+        str(shards.path(name)), record_bytes,
+        footer_bytes=len(stream) * itemsize - whole_records * record_bytes).map(decode)
+    rows = tf.data.Dataset.zip(records, records.skip(1)).take(from_file).map(
+        lambda record, following: tf.concat([record, following[:1]], axis=0))  # (T+1,)
+    return rows.concatenate(tail_rows)
