@@ -90,9 +90,7 @@ def uses_streaming(config: ExperimentConfig) -> bool:
 
 def prepare_streamed(config: ExperimentConfig) -> StreamedData:
     """Token shards and tokenizer for CONFIG, reused when the data and tokenizer still match."""
-    problem = streaming_problem(config)
-    if problem:
-        raise DataError(f"data_preparation='streaming': {problem}")
+    check_streamed_source(config)
     source, path = _local_source(config)
     fingerprint = data_fingerprint(config, path)
     existing = _matching_shards(config, fingerprint)
@@ -102,6 +100,14 @@ def prepare_streamed(config: ExperimentConfig) -> StreamedData:
         return StreamedData(_sample_corpus(existing, tokenizer), tokenizer, existing)
     shards, tokenizer = _prepare(config, source, path, fingerprint)
     return StreamedData(_sample_corpus(shards, tokenizer), tokenizer, shards)
+
+
+def check_streamed_source(config: ExperimentConfig) -> None:
+    """The fast checks of prepare_streamed (settings, file, CSV column), before anything slow."""
+    problem = streaming_problem(config)
+    if problem:
+        raise DataError(f"data_preparation='streaming': {problem}")
+    _local_source(config)
 
 
 def data_fingerprint(config: ExperimentConfig, path: Path | None) -> str:
