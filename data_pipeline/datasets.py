@@ -315,7 +315,9 @@ def shard_split(shards: "TokenShards", name: str, tokenizer: TextTokenizer,
         def inputs_and_targets(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
             return batch[:, :-1], _masked(batch[:, 1:], masked)  # (B, T), (B, T)
 
+        # File readers leave the length unknown; Keras needs it to see where an epoch ends.
         return (rows.batch(global_batch, drop_remainder=True)
+                .apply(tf.data.experimental.assert_cardinality(steps))
                 .map(inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE).with_options(_options()))
 

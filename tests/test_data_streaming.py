@@ -1,6 +1,7 @@
 """Streaming preparation: token shards on disk, the tf.data read from them, and their reuse."""
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -180,3 +181,32 @@ def test_peak_memory_does_not_grow_with_the_corpus(tmp_path):
     # In memory a byte of text costs ~50 bytes of RAM; streamed, the extra text may cost < 8
     # (9 bytes per document of hashes and split labels, allocator slack).
     assert growth[4][0] - growth[1][0] < 8 * extra_text, (growth, extra_text)
+
+
+def test_a_model_trains_and_the_baseline_fits_from_shards(tmp_path):
+    from training_factories import alphabet_documents, unigram_perplexity
+    from training_factories import make_config as training_config
+
+    from evaluation.baselines import kneser_ney_report
+    from evaluation.evaluate import evaluate_model
+    from model_architectures.registry import hyperparameters_for
+    from model_architectures.saving import load_trained_model
+    from training_assets.strategy import select_strategy
+    from training_assets.trainer import train_model
+
+    data_file = write_corpus(tmp_path / "alphabet.txt", alphabet_documents(300))
+    config = training_config(tmp_path, data_file=str(data_file), data_preparation="streaming",
+                             shards_dir=str(tmp_path / "shards"), final_training_epochs=1,
+                             kn_max_train_tokens=1000, drop_cross_split_duplicates=False,
+                             drop_near_duplicates=False)  # 26 distinct alphabet runs
+    streamed = prepare_streamed(config)
+    datasets = build_shard_datasets(streamed.shards, streamed.tokenizer, config)
+    result = train_model("gru", hyperparameters_for("gru", config.hyperparameters["gru"]), datasets,
+                         config, select_strategy("default"), streamed.tokenizer)
+    evaluation = evaluate_model(load_trained_model(result.checkpoint_path), datasets.test)
+    assert evaluation.tokens == datasets.test.tokens and math.isfinite(evaluation.perplexity)
+    baseline = kneser_ney_report(datasets, order=3, max_train_tokens=config.kn_max_train_tokens)
+    assert baseline.model.startswith("kn_3gram (on ") and baseline.evaluation.tokens == datasets.test.tokens
+    # alphabet runs are near-certain after one letter: both models must be far below the unigram
+    bar = unigram_perplexity(np.asarray(datasets.test.token_stream)) / 3
+    assert evaluation.perplexity < bar and baseline.evaluation.perplexity < bar
