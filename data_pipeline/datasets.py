@@ -351,7 +351,9 @@ def _shard_rows(shards: "TokenShards", name: str, stream: np.ndarray, count: int
 
     records = tf.data.FixedLengthRecordDataset(
         str(shards.path(name)), record_bytes,
-        footer_bytes=len(stream) * itemsize - whole_records * record_bytes).map(decode)
+        footer_bytes=len(stream) * itemsize - whole_records * record_bytes).map(
+            decode, num_parallel_calls=tf.data.AUTOTUNE)
     rows = tf.data.Dataset.zip(records, records.skip(1)).take(from_file).map(
-        lambda record, following: tf.concat([record, following[:1]], axis=0))  # (T+1,)
+        lambda record, following: tf.concat([record, following[:1]], axis=0),
+        num_parallel_calls=tf.data.AUTOTUNE)  # (T+1,) in file order
     return rows.concatenate(tail_rows)

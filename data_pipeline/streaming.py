@@ -18,6 +18,7 @@ import codecs
 import hashlib
 import json
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -240,6 +241,8 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
     audit_share = min(1.0, config.audit_sample_mb * 1e6 / total_bytes)
 
     # Pass 1: a hash per document, and the seeded samples (index, draw, text).
+    seconds: dict[str, float] = {}
+    started = time.perf_counter()
     rng = np.random.default_rng(config.seed)
     hash_chunks, samples, count = [], [], 0
     for documents in reader.chunks():
@@ -266,7 +269,11 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
     def sampled(split: int, share: float) -> list[str]:
         return [text for index, draw, text in samples if labels[index] == split and draw < share]
 
+    seconds["read_clean_split"] = time.perf_counter() - started
+    started = time.perf_counter()
     tokenizer = fit_or_load_tokenizer(sampled(0, tokenizer_share), config)
+    seconds["tokenizer_fit"] = time.perf_counter() - started
+    started = time.perf_counter()
     train_index, validation_index = ShingleIndex(config.near_duplicate_words), ShingleIndex(config.near_duplicate_words)
     train_audit = sampled(0, audit_share)
     train_index.add(train_audit)
@@ -274,6 +281,8 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
     audited_train_documents = len(train_audit)
     tokenizer_documents = len(sampled(0, tokenizer_share))
     del samples, train_audit
+    seconds["audit_index"] = time.perf_counter() - started
+    started = time.perf_counter()
 
     # Pass 2: audit held-out documents, encode and append every kept one to its shard.
     folder = partial_folder(config.shards_dir)
@@ -292,7 +301,10 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
             if split > 0 and texts:
                 texts = _audited(texts, chunk_hashes[chosen], split, train_hashes, before_test_hashes,
                                  train_index, validation_index, config, audit[name])
-            writers[name].write(tokenizer.encode_batch(texts), sum(map(len, texts)))
+            encoding = time.perf_counter()
+            encoded = tokenizer.encode_batch(texts)
+            seconds["encode"] = seconds.get("encode", 0.0) + time.perf_counter() - encoding
+            writers[name].write(encoded, sum(map(len, texts)))
     written = {name: writer.close() for name, writer in writers.items()}
     for split, name in enumerate(SPLITS[1:], start=1):
         if sizes[split] and not written[name]["documents"]:
@@ -301,8 +313,10 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
                             "dropping duplicates leaves it empty: add distinct documents or set "
                             "drop_cross_split_duplicates/drop_near_duplicates=False")
 
+    seconds["reread_audit_encode_write"] = time.perf_counter() - started
     report = _report(config, source, reader, count, sizes, written, audit,
                      audited_train_documents, tokenizer_documents)
+    report.update({f"seconds_{stage}": round(value, 3) for stage, value in seconds.items()})
     log.info("corpus %s", report)
     shards = publish(folder, {"data_fingerprint": fingerprint,
                               "tokenizer_fingerprint": tokenizer.fingerprint,
