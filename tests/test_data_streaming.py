@@ -210,3 +210,21 @@ def test_a_model_trains_and_the_baseline_fits_from_shards(tmp_path):
     # alphabet runs are near-certain after one letter: both models must be far below the unigram
     bar = unigram_perplexity(np.asarray(datasets.test.token_stream)) / 3
     assert evaluation.perplexity < bar and baseline.evaluation.perplexity < bar
+
+
+@pytest.mark.slow
+def test_the_experiment_runs_end_to_end_on_a_streamed_csv(tmp_path):
+    from test_notebook import tiny_config
+
+    from training_assets.experiment import run_experiment
+
+    config = tiny_config(tmp_path)
+    config.update(models_to_run=["gru"], tuner="none", final_training_epochs=1,
+                  data_preparation="streaming", shards_dir=str(tmp_path / "shards"),
+                  # the tiny headlines repeat their 8-word runs: keep them (still counted)
+                  drop_near_duplicates=False, drop_cross_split_duplicates=False)
+    result = run_experiment(config)
+    assert result.data.corpus.report["preparation"] == "streaming"
+    assert set(result.table["model"]) == {"gru", "kn_3gram", "gru+kn_3gram"}
+    assert result.data.datasets.test.tokens == result.runs[0].report.evaluation.tokens
+    assert (tmp_path / "plots" / "comparison.csv").is_file()
