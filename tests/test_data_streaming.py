@@ -228,3 +228,19 @@ def test_the_experiment_runs_end_to_end_on_a_streamed_csv(tmp_path):
     assert set(result.table["model"]) == {"gru", "kn_3gram", "gru+kn_3gram"}
     assert result.data.datasets.test.tokens == result.runs[0].report.evaluation.tokens
     assert (tmp_path / "plots" / "comparison.csv").is_file()
+
+
+def test_multi_worker_auto_sharding_splits_shard_batches_between_workers(tmp_path):
+    # The rewrite MultiWorkerMirroredStrategy applies to each worker's input (DATA policy):
+    # the workers' batches must be disjoint and together the whole split.
+    from tensorflow.python.data.experimental.ops.distribute import _AutoShardDataset
+
+    data_file = write_corpus(tmp_path / "corpus.txt", documents(400))
+    config = streaming_config(tmp_path, data_file)
+    streamed = prepare_streamed(config)
+    test = build_shard_datasets(streamed.shards, streamed.tokenizer, config).test
+    whole = [x.tobytes() for x, _ in test.dataset.as_numpy_iterator()]
+    workers = [[x.tobytes() for x, _ in _AutoShardDataset(test.fresh_dataset(), 2, index)
+                .as_numpy_iterator()] for index in (0, 1)]
+    assert len(whole) == test.steps and workers[0] and workers[1]
+    assert sorted(workers[0] + workers[1]) == sorted(whole)  # each batch on exactly one worker
