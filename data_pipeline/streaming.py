@@ -43,6 +43,7 @@ log = logging.getLogger("data_pipeline")
 
 CHUNK_BYTES = 8_000_000  # text read, cleaned and encoded at a time
 CSV_CHUNK_ROWS = 200_000
+AUDIT_ADD_DOCUMENTS = 20_000  # sampled documents indexed at a time (their word lists are large)
 QUALITY_SAMPLE_TOKENS = 1_000_000  # train tokens decoded back into Corpus.train (sample metrics)
 
 
@@ -276,8 +277,9 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
     started = time.perf_counter()
     train_index, validation_index = ShingleIndex(config.near_duplicate_words), ShingleIndex(config.near_duplicate_words)
     train_audit = sampled(0, audit_share)
-    train_index.add(train_audit)
-    validation_index.add(sampled(1, audit_share))
+    for index, documents in ((train_index, train_audit), (validation_index, sampled(1, audit_share))):
+        for first in range(0, len(documents), AUDIT_ADD_DOCUMENTS):  # bounds the word lists
+            index.add(documents[first:first + AUDIT_ADD_DOCUMENTS])
     audited_train_documents = len(train_audit)
     tokenizer_documents = len(sampled(0, tokenizer_share))
     del samples, train_audit
