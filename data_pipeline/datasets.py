@@ -35,6 +35,8 @@ from data_pipeline.tokenizer import TextTokenizer
 if TYPE_CHECKING:
     from data_pipeline.shards import TokenShards
 
+SHARD_BLOCK_ROWS = 128  # rows read from a shard file at a time
+
 log = logging.getLogger("data_pipeline")
 
 
@@ -328,13 +330,16 @@ def shard_split(shards: "TokenShards", name: str, tokenizer: TextTokenizer,
 
 def _shard_rows(shards: "TokenShards", name: str, stream: np.ndarray, count: int,
                 max_len: int) -> tf.data.Dataset:
-    """`count` rows (T+1,) int32 from a shard file: row i = record i + the first token of record
-    i + 1, records being the file's consecutive runs of T tokens; the last rows (whose next
-    record is incomplete) come from the memory map, [PAD]-filled."""
-    itemsize = shards.dtype.itemsize
-    record_bytes = max_len * itemsize
-    whole_records = len(stream) // max_len
-    from_file = max(0, min(count, whole_records - 1))
+    """`count` rows (T+1,) int32 from a shard file, as packed_rows makes them from a stream.
+
+    The file is read in blocks of SHARD_BLOCK_ROWS x T tokens; a block plus the first token of
+    the next one frames into its rows (row j = tokens jT .. jT+T), so the per-row work is one
+    slice. Rows the whole blocks do not cover (at most a block and a bit) come from the memory
+    map, [PAD]-filled at the end of the stream.
+    """
+    itemsize, block_tokens = shards.dtype.itemsize, SHARD_BLOCK_ROWS * max_len
+    whole_blocks = len(stream) // block_tokens
+    from_file = min(count, max(0, whole_blocks - 1) * SHARD_BLOCK_ROWS)
     wire_type = tf.uint16 if itemsize == 2 else tf.int32  # uint32 ids < 2^31 read as int32
 
     tail_start = from_file * max_len
@@ -347,13 +352,17 @@ def _shard_rows(shards: "TokenShards", name: str, stream: np.ndarray, count: int
         return tail_rows
 
     def decode(record: tf.Tensor) -> tf.Tensor:
-        return tf.cast(tf.io.decode_raw(record, wire_type, little_endian=True), tf.int32)  # (T,)
+        return tf.cast(tf.io.decode_raw(record, wire_type, little_endian=True), tf.int32)  # (K*T,)
 
-    records = tf.data.FixedLengthRecordDataset(
-        str(shards.path(name)), record_bytes,
-        footer_bytes=len(stream) * itemsize - whole_records * record_bytes).map(
+    def rows_of(block: tf.Tensor, following: tf.Tensor) -> tf.Tensor:
+        tokens = tf.concat([block, following[:1]], axis=0)  # (K*T + 1,)
+        return tf.signal.frame(tokens, max_len + 1, max_len)  # (K, T+1)
+
+    blocks = tf.data.FixedLengthRecordDataset(
+        str(shards.path(name)), block_tokens * itemsize,
+        footer_bytes=(len(stream) - whole_blocks * block_tokens) * itemsize).map(
             decode, num_parallel_calls=tf.data.AUTOTUNE)
-    rows = tf.data.Dataset.zip(records, records.skip(1)).take(from_file).map(
-        lambda record, following: tf.concat([record, following[:1]], axis=0),
-        num_parallel_calls=tf.data.AUTOTUNE)  # (T+1,) in file order
+    rows = (tf.data.Dataset.zip(blocks, blocks.skip(1))
+            .map(rows_of, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch().take(from_file))  # (T+1,) in file order
     return rows.concatenate(tail_rows)

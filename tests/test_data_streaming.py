@@ -65,7 +65,7 @@ def test_shards_hold_the_same_tokens_and_batches_as_memory(tmp_path):
 def test_uint32_shards_read_back_every_id(tmp_path):
     assert token_dtype(65_535) == np.uint16 and token_dtype(65_536) == np.uint32
     rng = np.random.default_rng(0)
-    encoded = [list(rng.integers(70_000, 90_000, size=n)) for n in rng.integers(1, 30, size=200)]
+    encoded = [list(rng.integers(70_000, 90_000, size=n)) for n in rng.integers(1, 30, size=2000)]  # many blocks
     folder = partial_folder(tmp_path / "shards")
     written = {}
     for name in ("train", "validation", "test"):
