@@ -12,6 +12,9 @@ Two other layouts, same (inputs, targets) contract:
   every target [PAD] except the last, so the same model and masked loss learn only the last
   token. It ignores `packing`: its windows run over the stream.
 
+Token shards (data_pipeline.shards, written by streaming preparation) give the same packed rows
+and counts through build_shard_datasets, read from the files as training needs them.
+
 With condition_columns each document's condition tokens come first ([EOS] <category=a> d1 [EOS]
 ...). They are inputs, never targets: their targets become [PAD], so loss, perplexity and
 bits/char count the text (and its closing [EOS]) only.

@@ -16,8 +16,8 @@ import sys
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
-from data_pipeline.streaming import check_streamed_source, uses_streaming
 from data_pipeline.errors import ConfigError, DataError
+from data_pipeline.streaming import check_streamed_source, uses_streaming
 from training_assets.cluster import config_for_this_process
 from training_assets.run_lock import FolderInUseError
 
