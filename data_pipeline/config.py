@@ -76,6 +76,14 @@ class ExperimentConfig(BaseModel):
     objective: Literal["causal", "last_token"] = "causal"  # last_token: the reference's formulation
     batch_size: int = Field(default=32, ge=1, le=65536)  # per replica; global = this x replicas
     shuffle_buffer: int = Field(default=10_000, ge=1)
+    # "streaming": read the corpus in chunks, write token shards to disk, train from them (memory
+    # does not grow with the corpus); "memory": everything in RAM; "auto": streaming for a local
+    # data_file of at least streaming_min_mb megabytes
+    data_preparation: Literal["auto", "memory", "streaming"] = "auto"
+    streaming_min_mb: float = Field(default=200.0, gt=0)
+    shards_dir: str = "trained_models/token_shards"  # one folder per data + settings fingerprint
+    tokenizer_sample_mb: float = Field(default=64.0, gt=0, le=100_000)  # streaming: train text to fit on
+    audit_sample_mb: float = Field(default=64.0, gt=0, le=100_000)  # streaming: train text near-dup audit indexes
 
     # --- models and tuning -----------------------------------------------------------------
     models_to_run: tuple[str, ...] = ("lstm", "gru", "transformer")
@@ -120,6 +128,9 @@ class ExperimentConfig(BaseModel):
 
     # --- evaluation and generation ---------------------------------------------------------
     kn_order: int = Field(default=3, ge=1, le=10)
+    # the n-gram baseline counts at most this many training tokens (evenly spaced blocks of the
+    # train stream; the table names the sample); None: all. ~100 bytes of RAM per token at order 3
+    kn_max_train_tokens: int | None = Field(default=20_000_000, ge=1000)
     # a row for the best neural model (by validation) mixed per token with the n-gram model
     kn_interpolation: bool = True
     sampler: Literal["greedy", "random", "top_k", "top_p", "beam"] = "top_p"

@@ -12,6 +12,9 @@ Two other layouts, same (inputs, targets) contract:
   every target [PAD] except the last, so the same model and masked loss learn only the last
   token. It ignores `packing`: its windows run over the stream.
 
+Token shards (data_pipeline.shards, written by streaming preparation) give the same packed rows
+and counts through build_shard_datasets, read from the files as training needs them.
+
 With condition_columns each document's condition tokens come first ([EOS] <category=a> d1 [EOS]
 ...). They are inputs, never targets: their targets become [PAD], so loss, perplexity and
 bits/char count the text (and its closing [EOS]) only.
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -31,6 +34,11 @@ from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
+
+if TYPE_CHECKING:
+    from data_pipeline.shards import TokenShards
+
+SHARD_BLOCK_ROWS = 128  # rows read from a shard file at a time
 
 log = logging.getLogger("data_pipeline")
 
@@ -259,3 +267,105 @@ def _options() -> tf.data.Options:
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return options
+
+
+def build_shard_datasets(shards: "TokenShards", tokenizer: TextTokenizer, config: ExperimentConfig,
+                         num_replicas: int = 1) -> Datasets:
+    """build_datasets for token shards on disk: the same packed causal rows and counts, read
+    from the files as they are needed, so memory does not grow with the corpus."""
+    if num_replicas < 1:
+        raise ValueError(f"num_replicas={num_replicas}: must be at least 1")
+    global_batch = config.batch_size * num_replicas
+    splits = {name: shard_split(shards, name, tokenizer, config, global_batch, name == "train")
+              for name in ("train", "validation", "test")}
+    for name, split in splits.items():
+        log.info("%s (shard): %d documents, %d target tokens, %d characters, %d batches of %d",
+                 name, split.documents, split.tokens, split.characters, split.steps, global_batch)
+    return Datasets(**splits, vocab_size=tokenizer.vocab_size, max_len=config.max_len,
+                    per_replica_batch_size=config.batch_size, global_batch_size=global_batch,
+                    pad_id=tokenizer.pad_id, condition_id_range=tokenizer.condition_id_range)
+
+
+def shard_split(shards: "TokenShards", name: str, tokenizer: TextTokenizer,
+                config: ExperimentConfig, global_batch: int, training: bool) -> SplitData:
+    """One split read from its shard: rows of max_len + 1 tokens, stride max_len, as packed_rows."""
+    max_len, info = config.max_len, shards.split(name)
+    stream = shards.stream(name)  # (L,) memory-mapped
+    all_targets = len(stream) - 1
+    count = all_targets // max_len if training else -(-all_targets // max_len)
+    tokens = count * max_len if training else all_targets  # a shard holds no [PAD]
+    characters = round(info["characters"] * tokens / max(all_targets, 1))
+    if training:
+        steps = count // global_batch
+        if steps == 0:
+            raise DataError(f"the training shard {str(shards.path(name))!r} makes {count} rows of "
+                            f"max_len+1={max_len + 1} tokens, fewer than one global batch of "
+                            f"{global_batch}: lower batch_size or max_len, or add documents")
+        used = steps * global_batch / count
+        tokens, characters = round(tokens * used), round(characters * used)
+    else:
+        steps = -(-count // global_batch)
+
+    def rebuild() -> tf.data.Dataset:
+        rows = _shard_rows(shards, name, stream, count, max_len)
+        if training:
+            rows = rows.shuffle(min(config.shuffle_buffer, count), seed=config.seed,
+                                reshuffle_each_iteration=True)  # bounded: a buffer of rows
+        else:
+            filler = -count % global_batch
+            rows = rows.concatenate(tf.data.Dataset.from_tensors(
+                tf.zeros(max_len + 1, tf.int32)).repeat(filler))  # all-[PAD] rows
+        masked = tokenizer.condition_id_range
+
+        def inputs_and_targets(batch: tf.Tensor) -> tuple[tf.Tensor, tf.Tensor]:
+            return batch[:, :-1], _masked(batch[:, 1:], masked)  # (B, T), (B, T)
+
+        # File readers leave the length unknown; Keras needs it to see where an epoch ends.
+        return (rows.batch(global_batch, drop_remainder=True)
+                .apply(tf.data.experimental.assert_cardinality(steps))
+                .map(inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE)
+                .prefetch(tf.data.AUTOTUNE).with_options(_options()))
+
+    return SplitData(dataset=rebuild(), token_stream=stream, documents=info["documents"],
+                     tokens=int(tokens), characters=int(characters), steps=int(steps),
+                     rebuild=rebuild)
+
+
+def _shard_rows(shards: "TokenShards", name: str, stream: np.ndarray, count: int,
+                max_len: int) -> tf.data.Dataset:
+    """`count` rows (T+1,) int32 from a shard file, as packed_rows makes them from a stream.
+
+    The file is read in blocks of SHARD_BLOCK_ROWS x T tokens; a block plus the first token of
+    the next one frames into its rows (row j = tokens jT .. jT+T), so the per-row work is one
+    slice. Rows the whole blocks do not cover (at most a block and a bit) come from the memory
+    map, [PAD]-filled at the end of the stream.
+    """
+    itemsize, block_tokens = shards.dtype.itemsize, SHARD_BLOCK_ROWS * max_len
+    whole_blocks = len(stream) // block_tokens
+    from_file = min(count, max(0, whole_blocks - 1) * SHARD_BLOCK_ROWS)
+    wire_type = tf.uint16 if itemsize == 2 else tf.int32  # uint32 ids < 2^31 read as int32
+
+    tail_start = from_file * max_len
+    tail = np.zeros((count - from_file) * max_len + 1, np.int32)  # (r*T + 1,)
+    piece = np.asarray(stream[tail_start:tail_start + len(tail)], np.int32)
+    tail[:len(piece)] = piece
+    starts = np.arange(count - from_file)[:, None] * max_len
+    tail_rows = tf.data.Dataset.from_tensor_slices(tail[starts + np.arange(max_len + 1)])  # (r, T+1)
+    if from_file == 0:
+        return tail_rows
+
+    def decode(record: tf.Tensor) -> tf.Tensor:
+        return tf.cast(tf.io.decode_raw(record, wire_type, little_endian=True), tf.int32)  # (K*T,)
+
+    def rows_of(block: tf.Tensor, following: tf.Tensor) -> tf.Tensor:
+        tokens = tf.concat([block, following[:1]], axis=0)  # (K*T + 1,)
+        return tf.signal.frame(tokens, max_len + 1, max_len)  # (K, T+1)
+
+    blocks = tf.data.FixedLengthRecordDataset(
+        str(shards.path(name)), block_tokens * itemsize,
+        footer_bytes=(len(stream) - whole_blocks * block_tokens) * itemsize).map(
+            decode, num_parallel_calls=tf.data.AUTOTUNE)
+    rows = (tf.data.Dataset.zip(blocks, blocks.skip(1))
+            .map(rows_of, num_parallel_calls=tf.data.AUTOTUNE)
+            .unbatch().take(from_file))  # (T+1,) in file order
+    return rows.concatenate(tail_rows)

@@ -21,6 +21,7 @@ WORD_STEPS = ("lowercase", "strip_punctuation")
 _MIX_1, _MIX_2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _BASE = np.uint64(0x100000001B3)
+UNSEEN_WORD = 2**64 - 1  # the id of a looked-up word the index never saw (no indexed word has it)
 
 
 def document_words(text: str) -> list[str]:
@@ -44,7 +45,7 @@ class ShingleIndex:
 
     def add(self, documents: Sequence[str]) -> None:
         """Index every N-word run of `documents`."""
-        hashes, _ = self._shingles(documents)
+        hashes, _ = self._shingles(documents, grow=True)
         self._parts.append(hashes)
         self._sorted = None
 
@@ -53,21 +54,25 @@ class ShingleIndex:
         if self._sorted is None:
             self._sorted = np.unique(np.concatenate(self._parts))  # sorted, (S,)
         found = np.zeros(len(documents), dtype=bool)
-        hashes, owners = self._shingles(documents)
+        hashes, owners = self._shingles(documents, grow=False)
         if len(hashes) and len(self._sorted):
             slots = np.minimum(np.searchsorted(self._sorted, hashes), len(self._sorted) - 1)
             found[owners[self._sorted[slots] == hashes]] = True
         return found
 
-    def _shingles(self, documents: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def _shingles(self, documents: Sequence[str], grow: bool) -> tuple[np.ndarray, np.ndarray]:
         """(hash of every N-word run (S,), index of its document (S,)).
 
         A document shorter than N words has no run, so it can never match (nor be matched).
+        Only `add` grows the vocabulary: a looked-up word never indexed gets UNSEEN_WORD, so its
+        runs cannot match, and lookups of any amount of held-out text cost no lasting memory.
         """
         words = [document_words(text) for text in documents]
         lengths = np.fromiter(map(len, words), dtype=np.int64, count=len(words))  # (D,)
         vocabulary = self._vocabulary
-        ids = np.fromiter((vocabulary.setdefault(word, len(vocabulary)) for doc in words for word in doc),
+        word_id = ((lambda word: vocabulary.setdefault(word, len(vocabulary))) if grow
+                   else (lambda word: vocabulary.get(word, UNSEEN_WORD)))
+        ids = np.fromiter((word_id(word) for doc in words for word in doc),
                           dtype=np.uint64, count=int(lengths.sum()))  # (W,) all documents, in order
         codes = _mix(ids)
         count = len(codes) - self.run_words + 1  # runs starting at each word of the flat stream

@@ -67,6 +67,21 @@ def read_documents(config: ExperimentConfig) -> RawDocuments:
 def read_file(path: Path, config: ExperimentConfig, source: str | None = None) -> RawDocuments:
     """A local .csv (one document per row of text_column) or .txt (one document per line)."""
     source = source or str(path)
+    check_local_file(path, source)
+    encoding = python_encoding(config.encoding)
+    if path.suffix.lower() == ".csv":
+        return _read_csv(path, config, encoding, source)
+    if config.split == "chronological":
+        _refuse_dates(True, f"the text file {source!r}")
+    if config.condition_columns:
+        raise DataError(f"condition_columns {list(config.condition_columns)} need a CSV, but "
+                        f"data_file {source!r} is a text file without columns: use a CSV or set "
+                        "condition_columns=[]")
+    return _read_lines(path, config, encoding, source)
+
+
+def check_local_file(path: Path, source: str) -> None:
+    """A DataError naming the fix unless `path` is a non-empty .csv or .txt file."""
     if not path.exists():
         raise DataError(f"data_file {str(path)!r} does not exist: give the path of a .csv or .txt "
                         f"file, an http(s) URL, or a built-in corpus name {list(BUILTIN_CORPORA)}")
@@ -77,16 +92,6 @@ def read_file(path: Path, config: ExperimentConfig, source: str | None = None) -
     if path.stat().st_size == 0:
         raise DataError(f"data_file {source!r} is empty (0 bytes): point data_file at a file "
                         "with documents")
-    encoding = _python_encoding(config.encoding)
-    if path.suffix.lower() == ".csv":
-        return _read_csv(path, config, encoding, source)
-    if config.split == "chronological":
-        _refuse_dates(True, f"the text file {source!r}")
-    if config.condition_columns:
-        raise DataError(f"condition_columns {list(config.condition_columns)} need a CSV, but "
-                        f"data_file {source!r} is a text file without columns: use a CSV or set "
-                        "condition_columns=[]")
-    return _read_lines(path, config, encoding, source)
 
 
 def read_fortunes() -> RawDocuments:
@@ -225,7 +230,7 @@ def _parse_dates(values: pd.Series, column: str, source: str) -> np.ndarray:
     return parsed.to_numpy(dtype="datetime64[ns]").astype(np.int64)
 
 
-def _python_encoding(name: str) -> str:
+def python_encoding(name: str) -> str:
     """utf-8 reads with a byte-order mark skipped, as spreadsheet programs write it."""
     try:
         canonical = codecs.lookup(name).name

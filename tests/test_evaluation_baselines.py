@@ -144,3 +144,30 @@ def test_bad_input_is_a_clear_error():
         model.evaluate([3], characters=1)
     with pytest.raises(RuntimeError, match="fit"):
         KneserNeyLM(2).log_probs([1, 2])
+
+
+def test_chunked_evaluation_scores_every_target_with_its_full_history(monkeypatch):
+    import evaluation.baselines as baselines
+
+    train, test = markov_stream(3000, 20, seed=9), markov_stream(500, 20, seed=10)
+    model = KneserNeyLM(3, vocab_size=20).fit(train)
+    whole = model.evaluate(test, characters=900)
+    monkeypatch.setattr(baselines, "EVALUATION_CHUNK", 37)  # 14 chunks, boundaries mid-trigram
+    chunked = model.evaluate(test, characters=900)
+    assert chunked.tokens == whole.tokens == 499
+    assert chunked.nll_nats == pytest.approx(whole.nll_nats, rel=1e-12)
+    assert chunked.accuracy == whole.accuracy
+
+
+def test_capped_training_stream_is_sampled_end_to_end_and_named():
+    from evaluation.baselines import SAMPLE_BLOCKS, baseline_name, training_sample
+
+    stream = np.arange(100_000)
+    assert training_sample(stream, None) is stream and training_sample(stream, 200_000) is stream
+    sample = training_sample(stream, 6_400)
+    assert len(sample) == 6_400 and sample[0] == 0 and sample[-1] == len(stream) - 1
+    runs = sample.reshape(SAMPLE_BLOCKS, -1)  # consecutive runs, evenly spread over the stream
+    assert (np.diff(runs, axis=1) == 1).all()
+    np.testing.assert_allclose(np.diff(runs[:, 0]), (len(stream) - 100) / (SAMPLE_BLOCKS - 1), atol=1)
+    assert baseline_name(3, 100, 100) == "kn_3gram"
+    assert baseline_name(3, 6_400, 100_000) == "kn_3gram (on 6.4% of train)"

@@ -131,7 +131,8 @@ def config_for_this_process(config: ExperimentConfig,
     return config.model_copy(update=moved)
 
 
-OUTPUT_PATH_KEYS = ("tokenizer_path", "models_dir", "plots_dir", "tuning_dir", "download_dir")
+OUTPUT_PATH_KEYS = ("tokenizer_path", "models_dir", "plots_dir", "tuning_dir", "download_dir",
+                    "shards_dir")
 
 
 def backup_dir(base: str | os.PathLike, environ: Mapping[str, str] | None = None) -> str:

@@ -22,8 +22,9 @@ import tensorflow as tf
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus, load_corpus
-from data_pipeline.datasets import Datasets, build_datasets
+from data_pipeline.datasets import Datasets, build_datasets, build_shard_datasets
 from data_pipeline.manifests import write_json
+from data_pipeline.streaming import prepare_streamed, uses_streaming
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import fit_kneser_ney, kneser_ney_report
 from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
@@ -115,7 +116,13 @@ def setup_environment(config: ExperimentConfig) -> Environment:
 def prepare_data(config: ExperimentConfig, environment: Environment,
                  corpus: Corpus | None = None) -> PreparedData:
     """Load, clean and split the corpus (unless given), fit (or reuse) the tokenizer, build the
-    tf.data splits."""
+    tf.data splits; by streaming into token shards when CONFIG's data_preparation says so."""
+    if corpus is None and uses_streaming(config):
+        # Token shards on disk instead of lists in memory; corpus.train is a sample of train.
+        streamed = prepare_streamed(config)
+        datasets = build_shard_datasets(streamed.shards, streamed.tokenizer, config,
+                                        num_replicas=environment.replicas)
+        return PreparedData(corpus=streamed.corpus, tokenizer=streamed.tokenizer, datasets=datasets)
     corpus = load_corpus(config) if corpus is None else corpus
     tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"))
     datasets = build_datasets(corpus, tokenizer, config, num_replicas=environment.replicas)
@@ -219,7 +226,8 @@ def most_common_conditions(config: ExperimentConfig, corpus: Corpus) -> dict[str
 
 def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport:
     """The Kneser-Ney n-gram bar every neural model has to clear, on the same tokens."""
-    return kneser_ney_report(data.datasets, order=config.kn_order)
+    return kneser_ney_report(data.datasets, order=config.kn_order,
+                             max_train_tokens=config.kn_max_train_tokens)
 
 
 def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
@@ -244,7 +252,7 @@ def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
         return None
     model = load_trained_model(best.training.checkpoint_path)
     mixture = interpolate(best.family, model, best.report.parameters or 0,
-                          fit_kneser_ney(data.datasets, config.kn_order),
+                          fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens),
                           data.datasets.validation, data.datasets.test)
     log.info("interpolation %s", mixture.summary())
     return mixture

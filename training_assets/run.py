@@ -1,6 +1,7 @@
 """Command line for one experiment: the same stages and artifacts as the notebook.
 
     python -m training_assets.run --config experiment.json   (JSON or YAML with CONFIG keys)
+    python -m training_assets.run --config experiment.json --until data   (prepare data and stop)
 
 CONFIG is validated and the corpus read before TensorFlow is imported, so a wrong key or value,
 a missing file or a missing CSV column fails in a second with one line and exit code 2.
@@ -14,8 +15,9 @@ import logging
 import sys
 
 from data_pipeline.config import ExperimentConfig
-from data_pipeline.corpus import load_corpus
+from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.errors import ConfigError, DataError
+from data_pipeline.streaming import check_streamed_source, uses_streaming
 from training_assets.cluster import config_for_this_process
 from training_assets.run_lock import FolderInUseError
 
@@ -26,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", required=True, help="JSON or YAML file of CONFIG keys")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override one key, e.g. --set max_len=128 --set 'models_to_run=[\"gru\"]'")
+    parser.add_argument("--until", choices=["data"], default=None,
+                        help="stop after a stage: 'data' prepares corpus, tokenizer and datasets "
+                             "(or token shards), prints the split summary and trains nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
@@ -36,7 +41,13 @@ def main(argv: list[str] | None = None) -> int:
             config = ExperimentConfig.from_dict({**config.to_dict(), **overrides},
                                                 source=f"{args.config} + --set")
         config = config_for_this_process(config)  # checks TF_CONFIG and keras-tuner's variables
-        corpus = load_corpus(config)
+        if uses_streaming(config):
+            check_streamed_source(config)  # prepare_data streams it into token shards later
+            corpus = None
+        else:
+            corpus = load_corpus(config)
+        if args.until == "data":
+            return _prepare_only(config, corpus)
         from training_assets.experiment import run_experiment  # TensorFlow loads only now
 
         result = run_experiment(config, corpus)
@@ -44,6 +55,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     print(result.table.to_string())
+    return 0
+
+
+def _prepare_only(config: ExperimentConfig, corpus: Corpus | None) -> int:
+    """--until data: build the datasets as training would, print the split summary, stop."""
+    from training_assets.experiment import prepare_data, setup_environment, split_summary
+
+    data = prepare_data(config, setup_environment(config), corpus)
+    print(split_summary(data).to_string())
     return 0
 
 
