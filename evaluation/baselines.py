@@ -325,11 +325,15 @@ def baseline_name(order: int, train_tokens: int, total_tokens: int) -> str:
 
 
 def kneser_ney_report(datasets: "Datasets", order: int = 3,
-                      max_train_tokens: int | None = None) -> "ModelReport":
-    """Fit on the train token stream, evaluate on the test stream: the table's baseline row."""
+                      max_train_tokens: int | None = None,
+                      language_model: KneserNeyLM | None = None) -> "ModelReport":
+    """Fit on the train token stream (unless `language_model` is already fitted on it), evaluate
+    on the test stream: the table's baseline row."""
     from evaluation.report import ModelReport  # report imports evaluate only; no cycle
 
-    language_model = fit_kneser_ney(datasets, order, max_train_tokens)
+    if language_model is None:
+        language_model = fit_kneser_ney(datasets, order, max_train_tokens)
+    order = language_model.order
     evaluation = language_model.evaluate(datasets.test.token_stream, datasets.test.characters,
                                          datasets.condition_id_range)
     if evaluation.tokens != datasets.test.tokens:

@@ -15,8 +15,10 @@ import pandas as pd
 
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.tokenizer import TextTokenizer
+from evaluation.baselines import KneserNeyLM
 from evaluation.bleu import BleuReferences, bleu_4, self_bleu_4
 from evaluation.generation import document_start_id, generate
+from evaluation.ngram_sampling import generate_ngram
 from model_architectures.contract import LanguageModel
 
 
@@ -30,11 +32,11 @@ class SweepPoint:
     self_bleu_4: float
 
 
-def decoding_sweep(model: LanguageModel, tokenizer: TextTokenizer, config: ExperimentConfig,
+def decoding_sweep(model: LanguageModel | KneserNeyLM, tokenizer: TextTokenizer, config: ExperimentConfig,
                    references: Sequence[str] | BleuReferences,
                    conditions: Mapping[str, str] | None = None) -> list[SweepPoint]:
     """BLEU-4 and self-BLEU-4 of decoding_sweep_samples top-p samples (the prompts in turn) at
-    every grid point."""
+    every grid point; `model` may be the n-gram baseline, sampled the same way."""
     count = config.decoding_sweep_samples
     if not isinstance(references, BleuReferences):
         references = BleuReferences(references)  # indexed once for every point
@@ -42,10 +44,12 @@ def decoding_sweep(model: LanguageModel, tokenizer: TextTokenizer, config: Exper
     points = []
     for temperature in config.decoding_sweep_temperatures:
         for top_p in config.decoding_sweep_top_p:
-            texts = generate(model, tokenizer, prompts, max_new_tokens=config.max_new_tokens,
-                             sampler="top_p", temperature=temperature, top_p=top_p,
-                             seed=config.seed, start_id=document_start_id(config),
-                             conditions=conditions)
+            settings = {"max_new_tokens": config.max_new_tokens, "sampler": "top_p",
+                        "temperature": temperature, "top_p": top_p, "seed": config.seed,
+                        "start_id": document_start_id(config), "conditions": conditions}
+            texts = (generate_ngram(model, tokenizer, prompts, **settings).texts
+                     if isinstance(model, KneserNeyLM) else
+                     generate(model, tokenizer, prompts, **settings))
             points.append(SweepPoint(temperature, top_p, bleu_4(texts, references),
                                      self_bleu_4(texts)))
     return points

@@ -105,9 +105,9 @@ def default_settings(config: ExperimentConfig) -> dict[str, Any]:
 def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Mapping[str, Any],
                         conditions: Mapping[str, str] | None = None) -> list[PanelSample]:
     """One sample per model for `prompt` ("" starts a new document), in the models' order."""
-    from evaluation.generation import condition_prefix, document_start_id, encode_prompts, generate_timed
+    from evaluation.generation import document_start_id, generate_timed
     from evaluation.generation_controls import CONTROL_KEYS, GenerationControls
-    from evaluation.ngram_sampling import sample_ngram
+    from evaluation.ngram_sampling import generate_ngram
     from model_architectures.saving import load_trained_model
 
     sampling = {name: value for name, value in settings.items() if name not in CONTROL_KEYS}
@@ -123,16 +123,12 @@ def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Map
                                   conditions=conditions or None, controls=controls, **sampling)
             samples.append(PanelSample(entry.name, done.texts[0], done.ms_per_token))
             continue
-        prompt_ids = encode_prompts(entry.tokenizer, [cleaned], start_id, conditions or None)[0]
-        first, end = entry.tokenizer.condition_id_range
-        sampled = sample_ngram(entry.ngram, prompt_ids, settings["max_new_tokens"],
-                               settings["sampler"], settings["temperature"], settings["top_k"],
-                               settings["top_p"], settings["seed"], never_ids=range(first, end))
-        skipped = 1 + len(condition_prefix(entry.tokenizer, conditions or None))
-        text = entry.tokenizer.decode(prompt_ids[skipped:] + sampled.token_ids)
+        sampled = generate_ngram(entry.ngram, entry.tokenizer, [cleaned], settings["max_new_tokens"],
+                                 settings["sampler"], settings["temperature"], settings["top_k"],
+                                 settings["top_p"], settings["seed"], start_id, conditions or None)
         note = "; ".join(filter(None, [sampled.note, "generation controls apply to the neural models only"
                                        if GenerationControls.from_settings(settings).active else ""]))
-        samples.append(PanelSample(entry.name, text, sampled.ms_per_token, note))
+        samples.append(PanelSample(entry.name, sampled.texts[0], sampled.ms_per_token, note))
     return samples
 
 

@@ -207,8 +207,8 @@ def plot_quality_diversity(sweeps: Mapping[str, Sequence["SweepPoint"]],
     for model, points in sweeps.items():
         colour = family_colour(model)
         frontier = quality_frontier(points)
-        axis.plot([p.self_bleu_4 for p in frontier], [p.bleu_4 for p in frontier], "-",
-                  color=colour, label=model)
+        axis.plot([p.self_bleu_4 for p in frontier], [p.bleu_4 for p in frontier],
+                  "--" if colour == BASELINE_COLOUR else "-", color=colour, label=model)
         axis.scatter([p.self_bleu_4 for p in points], [p.bleu_4 for p in points], s=18,
                      color=colour)
         for point in points:

@@ -27,8 +27,8 @@ _MARKDOWN_FORMATS = ("", ",.0f", ",.0f", ".2f", ".4f", ".4f", ".2f", ",.0f", ".2
 class ModelReport:
     """One row of the table: test evaluation, training cost and generation quality of a model.
 
-    Fields a model does not have stay None (the n-gram baseline neither samples nor trains by
-    gradient descent; its `parameters` are its stored n-grams, `train_seconds` its fit time; an
+    Fields a model does not have stay None (the n-gram baseline does not train by gradient
+    descent: its `parameters` are its stored n-grams, `train_seconds` its fit time; an
     interpolated row has no training, speed or samples of its own, and no accuracy).
     """
 

@@ -1,5 +1,6 @@
 """Evaluation on real Datasets from the data pipeline: the counts line up across models."""
 
+import json
 import math
 from pathlib import Path
 
@@ -23,7 +24,7 @@ from evaluation.plots import quality_frontier
 from evaluation.quality import longest_copied_words
 from model_architectures import hyperparameters_for
 from model_architectures.saving import load_trained_model
-from training_assets.experiment import PreparedData, evaluate_family, write_results
+from training_assets.experiment import PreparedData, baseline_run, evaluate_family, write_results
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
 
@@ -121,6 +122,33 @@ def test_the_experiment_measures_samples_sweeps_decoding_and_draws_both_figures(
     sweep = pd.read_csv(Path(config.plots_dir) / "decoding_sweep.csv")
     assert sweep["model"].tolist() == ["gru"] * 4
     assert sweep["self_bleu_4"].tolist() == pytest.approx([p.self_bleu_4 for p in run.sweep])
+
+
+def test_the_ngram_baseline_samples_and_sweeps_like_the_networks(word_model):
+    """Its row gets the sample measures of its own seeded samples, its samples and sweep are
+    written beside the networks'."""
+    config, data, training = word_model
+    baseline = baseline_run(config, data)
+    report, samples = baseline.report, baseline.samples
+    assert len(samples) == config.num_samples * len(config.prompts)
+    assert len(set(samples)) > 1  # the repeated prompts draw one stream, not one seed each
+    assert baseline_run(config, data).samples == samples  # seeded
+    references = reference_sample(data.corpus.test, config.bleu_references, config.seed)
+    assert 0 < report.bleu_4 == bleu_4(samples, references)
+    assert 0 < report.self_bleu_4 == self_bleu_4(samples)
+    assert report.longest_copied_words == longest_copied_words(samples, data.corpus.train)
+    assert report.known_word_share > 0.5 and 0 < report.distinct_1 <= 1
+    assert report.generation_ms_per_token > 0
+    assert [(p.temperature, p.top_p) for p in baseline.sweep] == [(0.5, 0.5), (0.5, 1.0),
+                                                                  (1.5, 0.5), (1.5, 1.0)]
+
+    run = evaluate_family(training, config, data)
+    table, _ = write_results([run], baseline, config)
+    assert table.set_index("model").loc["kn_3gram", "bleu_4"] == report.bleu_4
+    written = json.loads((Path(config.plots_dir) / "samples.json").read_text())
+    assert written["kn_3gram"] == samples and written["gru"] == run.samples
+    sweep = pd.read_csv(Path(config.plots_dir) / "decoding_sweep.csv")
+    assert sweep["model"].tolist() == ["gru"] * 4 + ["kn_3gram"] * 4
 
 
 def test_sweep_and_bleu_settings_reuse_the_finished_checkpoint(word_model):

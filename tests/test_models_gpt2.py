@@ -137,7 +137,7 @@ def test_runner_fine_tunes_beside_a_from_scratch_family_on_the_same_characters(e
     # Bits per character divide by the same characters whatever the tokenizer.
     runs = {run.family: run for run in result.runs}
     gru_test, gpt2_test = runs["gru"].report.evaluation, runs["gpt2"].report.evaluation
-    assert gpt2_test.characters == gru_test.characters == result.baseline.evaluation.characters
+    assert gpt2_test.characters == gru_test.characters == result.baseline.report.evaluation.characters
     assert gpt2_test.tokens != gru_test.tokens  # two tokenizers
     losses = runs["gpt2"].training.history["loss"]
     assert losses[-1] < losses[0] * 0.8

@@ -11,7 +11,7 @@ import logging
 import math
 from collections import Counter
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -26,7 +26,7 @@ from data_pipeline.datasets import Datasets, build_datasets, build_shard_dataset
 from data_pipeline.manifests import write_json
 from data_pipeline.streaming import prepare_streamed, uses_streaming
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
-from evaluation.baselines import fit_kneser_ney, kneser_ney_report
+from evaluation.baselines import KneserNeyLM, fit_kneser_ney, kneser_ney_report
 from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
@@ -34,6 +34,7 @@ from evaluation.evaluate import EvaluationResult, evaluate_model
 from evaluation.generation import document_start_id, generate_timed
 from evaluation.generation_controls import GenerationControls
 from evaluation.interpolation import Interpolation, interpolate, pairing_problem
+from evaluation.ngram_sampling import generate_ngram
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, known_word_share, longest_copied_words, memorisation_rate
 from evaluation.report import ModelReport, comparison_table, save_table
@@ -96,6 +97,17 @@ class FamilyRun:
     report: ModelReport
     samples: list[str] = field(default_factory=list)
     sweep: list[SweepPoint] = field(default_factory=list)  # with config.decoding_sweep
+
+
+@dataclass
+class BaselineRun:
+    """The n-gram baseline: its table row, its samples and sweep, and the fitted model (which the
+    interpolation and the generation panel reuse rather than fit again)."""
+
+    report: ModelReport
+    language_model: KneserNeyLM
+    samples: list[str] = field(default_factory=list)
+    sweep: list[SweepPoint] = field(default_factory=list)
 
 
 def claim_output_folders(config: ExperimentConfig) -> RunLock:
@@ -185,7 +197,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
         conditions=most_common_conditions(config, data.corpus),
         controls=GenerationControls.from_settings(config.to_dict(), config.cleaning_steps))
-    references = BleuReferences(reference_sample(data.corpus.test, config.bleu_references, config.seed))
+    references = bleu_references(config, data)
     report = ModelReport(
         model=training.family,
         evaluation=evaluation,
@@ -194,13 +206,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         train_seconds=training.train_seconds,
         train_tokens_per_second=training.train_tokens_per_second,
         generation_ms_per_token=generated.ms_per_token,
-        distinct_1=distinct_n(generated.texts, 1),
-        distinct_2=distinct_n(generated.texts, 2),
-        known_word_share=known_word_share(generated.texts, data.corpus.train),
-        memorised_share=memorisation_rate(generated.texts, data.corpus.train),
-        bleu_4=bleu_4(generated.texts, references),
-        self_bleu_4=self_bleu_4(generated.texts),
-        longest_copied_words=longest_copied_words(generated.texts, data.corpus.train),
+        **sample_measures(generated.texts, data.corpus, references),
         shuffled_condition_bits_per_char=None if shuffled is None else shuffled.bits_per_char,
         note=None if model.has_likelihood else NO_LIKELIHOOD_NOTE,
     )
@@ -215,6 +221,20 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                      samples=generated.texts, sweep=sweep)
 
 
+def bleu_references(config: ExperimentConfig, data: PreparedData) -> BleuReferences:
+    """The test documents every model's samples are scored against (a seeded choice, indexed once)."""
+    return BleuReferences(reference_sample(data.corpus.test, config.bleu_references, config.seed))
+
+
+def sample_measures(texts: list[str], corpus: Corpus, references: BleuReferences) -> dict[str, float]:
+    """The table's sample columns, the same for every row that samples."""
+    return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
+            "known_word_share": known_word_share(texts, corpus.train),
+            "memorised_share": memorisation_rate(texts, corpus.train),
+            "bleu_4": bleu_4(texts, references), "self_bleu_4": self_bleu_4(texts),
+            "longest_copied_words": longest_copied_words(texts, corpus.train)}
+
+
 def most_common_conditions(config: ExperimentConfig, corpus: Corpus) -> dict[str, str] | None:
     """Each condition column's most frequent train value: what the report's samples are given."""
     train = corpus.conditions_of("train")
@@ -224,19 +244,37 @@ def most_common_conditions(config: ExperimentConfig, corpus: Corpus) -> dict[str
             for i, column in enumerate(config.condition_columns)}
 
 
-def baseline_report(config: ExperimentConfig, data: PreparedData) -> ModelReport:
-    """The Kneser-Ney n-gram bar every neural model has to clear, on the same tokens."""
-    return kneser_ney_report(data.datasets, order=config.kn_order,
-                             max_train_tokens=config.kn_max_train_tokens)
+def baseline_run(config: ExperimentConfig, data: PreparedData) -> BaselineRun:
+    """The Kneser-Ney n-gram bar every neural model has to clear, on the same tokens.
+
+    Its samples are drawn with the networks' prompts, sampler and seed and measured like theirs
+    (generation controls apply to the networks only), so its sample columns are a bar too.
+    """
+    language_model = fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens)
+    report = kneser_ney_report(data.datasets, config.kn_order, language_model=language_model)
+    generated = generate_ngram(
+        language_model, data.tokenizer, list(config.prompts) * config.num_samples,
+        max_new_tokens=config.max_new_tokens, sampler=config.sampler,
+        temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed,
+        start_id=document_start_id(config), conditions=most_common_conditions(config, data.corpus))
+    references = bleu_references(config, data)
+    report = replace(report, generation_ms_per_token=generated.ms_per_token,
+                                 **sample_measures(generated.texts, data.corpus, references))
+    sweep = []
+    if config.decoding_sweep:
+        sweep = decoding_sweep(language_model, data.tokenizer, config, references,
+                               most_common_conditions(config, data.corpus))
+    return BaselineRun(report, language_model, generated.texts, sweep)
 
 
-def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
-                     data: PreparedData) -> Interpolation | None:
+def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig, data: PreparedData,
+                     baseline: BaselineRun | None = None) -> Interpolation | None:
     """The neural model with the best validation perplexity, mixed per token with the n-gram model.
 
     Chosen on validation among the families on the project's tokenizer (they share it, so
     validation perplexity ranks them as validation bits/char would, and the n-gram model scores
-    the same tokens); the test split only scores the mixture. None, logged, when
+    the same tokens); the test split only scores the mixture. The n-gram model is `baseline`'s,
+    or fitted here. None, logged, when
     config.kn_interpolation is off or the split layout cannot pair the two models' tokens.
     """
     runs = [run for run in runs if not FAMILIES[run.family].brings_tokenizer]
@@ -251,8 +289,9 @@ def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig,
         log.info("no n-gram interpolation row: no model has a finite validation perplexity")
         return None
     model = load_trained_model(best.training.checkpoint_path)
-    mixture = interpolate(best.family, model, best.report.parameters or 0,
-                          fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens),
+    language_model = (baseline.language_model if baseline is not None else
+                      fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens))
+    mixture = interpolate(best.family, model, best.report.parameters or 0, language_model,
                           data.datasets.validation, data.datasets.test)
     log.info("interpolation %s", mixture.summary())
     return mixture
@@ -263,19 +302,24 @@ def _best_validation_perplexity(training: TrainingResult) -> float:
     return min(finite, default=math.inf)
 
 
-def write_results(runs: list[FamilyRun], baseline: ModelReport | None, config: ExperimentConfig,
+def write_results(runs: list[FamilyRun], baseline: BaselineRun | None, config: ExperimentConfig,
                   interpolation: Interpolation | None = None) -> tuple[pd.DataFrame, list[Path]]:
     """The comparison table, the samples and the plots; only the chief writes, so workers never clash."""
-    reports = ([run.report for run in runs] + ([baseline] if baseline else [])
+    reports = ([run.report for run in runs] + ([baseline.report] if baseline else [])
                + ([interpolation.report()] if interpolation else []))
     table = comparison_table(reports)
     if not is_chief():
         return table, []
     paths = save_table(table, config.plots_dir, tokenizer_notes(runs))
     samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
-    write_json(samples_path, {run.family: run.samples for run in runs})
-    paths.append(samples_path)
+    samples = {run.family: run.samples for run in runs}
     sweeps = {run.family: run.sweep for run in runs if run.sweep}
+    if baseline is not None:
+        samples[baseline.report.model] = baseline.samples
+        if baseline.sweep:
+            sweeps[baseline.report.model] = baseline.sweep
+    write_json(samples_path, samples)
+    paths.append(samples_path)
     if sweeps:
         sweep_path = Path(config.plots_dir) / "decoding_sweep.csv"
         sweep_table(sweeps).to_csv(sweep_path, index=False)
@@ -300,7 +344,7 @@ class ExperimentResult:
     environment: Environment
     data: PreparedData
     runs: list[FamilyRun]
-    baseline: ModelReport | None
+    baseline: BaselineRun | None
     table: pd.DataFrame
     artifacts: list[Path]
     interpolation: Interpolation | None = None
@@ -345,8 +389,8 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
                  run.report.evaluation.perplexity, run.report.evaluation.bits_per_char,
                  training.stopped_reason)
         runs.append(run)
-    baseline = baseline_report(config, data)
-    interpolation = interpolate_best(runs, config, data)
+    baseline = baseline_run(config, data)
+    interpolation = interpolate_best(runs, config, data, baseline)
     table, artifacts = write_results(runs, baseline, config, interpolation)
     log.info("comparison:\n%s", table.to_string())
     log.info("done in %.0f s; wrote %s", time.perf_counter() - started,
@@ -354,7 +398,7 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     return ExperimentResult(environment, data, runs, baseline, table, artifacts, interpolation)
 
 
-def conclusions(runs: list[FamilyRun], baseline: ModelReport | None,
+def conclusions(runs: list[FamilyRun], baseline: BaselineRun | None,
                 interpolation: Interpolation | None = None) -> str:
     """A few sentences drawn from the measured figures: the winner, the bar, the mix, the cost."""
     if not runs:
@@ -368,10 +412,10 @@ def conclusions(runs: list[FamilyRun], baseline: ModelReport | None,
              f"character (test perplexity {best.evaluation.perplexity:.1f}), "
              f"{best.parameters:,} parameters, trained in {best.train_seconds:.0f} s."]
     if baseline is not None:
-        bar = baseline.evaluation.bits_per_char
+        bar = baseline.report.evaluation.bits_per_char
         beaten = [run.family for run in ranked if run.report.evaluation.bits_per_char < bar]
         margin = bar - best.evaluation.bits_per_char
-        lines.append(f"- The {baseline.model} baseline scores {bar:.3f} bits per character; "
+        lines.append(f"- The {baseline.report.model} baseline scores {bar:.3f} bits per character; "
                      + (f"beaten by {', '.join(beaten)}; {best.model} is {margin:.3f} bits per "
                         f"character ({margin / bar:.1%}) below it." if beaten else
                         f"no neural model beats it yet ({best.model} is {-margin:.3f} bits per "
