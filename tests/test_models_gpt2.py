@@ -209,3 +209,21 @@ def test_the_export_generates_what_the_project_generates(experiment, tmp_path):
         top_p=tf.constant(1.0), seed=tf.constant(0))
     length = int(served["lengths"][0])
     assert served["token_ids"][0, :length].numpy().tolist() == expected[0]
+
+
+def test_mixed_precision_computes_the_preset_in_bfloat16_with_float32_logits(preset, tmp_path):
+    """The preset follows the global dtype policy that training sets, as every family does."""
+    config = make_config(tmp_path, pretrained_preset=preset, **GPT2_SETTINGS)
+    vocab_size = family_tokenizer("gpt2", config).vocab_size
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        tokens = np.full((2, 8), 10, "int32")
+        model = build_model("gpt2", None, vocab_size, 16, {"dropout": 0.0}, config=config)
+        logits = model(tokens)
+        step_logits, cache = model.call_with_cache(tokens[:, :1], model.build_cache(2, 16), 0)
+    finally:
+        keras.config.set_dtype_policy(previous)
+    assert model.backbone.transformer_layers[0].compute_dtype == "bfloat16"
+    assert logits.dtype == "float32" and step_logits.dtype == "float32"
+    assert cache.dtype == "bfloat16"
