@@ -29,6 +29,7 @@ log = logging.getLogger("data_pipeline")
 GPT2_PATTERN = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
 CHECK_DOCUMENTS = 4_000  # sampled texts each fast encoder must encode exactly as HF
 MIN_FAST_DOCUMENTS = 2 * CHECK_DOCUMENTS  # fewer: HF alone is quicker than the check
+_logged_problems: set[str] = set()
 # Edge cases of the regex and the byte mapping: contractions with both apostrophes, digits of
 # other scripts, every kind of whitespace run (tabs, \x0b, \x1c-\x1f, \x85, no-break and
 # ideographic spaces, line separators), combining marks, emoji with joiners, and special tokens
@@ -110,7 +111,9 @@ def fast_bpe_settings(tokenizer: TextTokenizer) -> FastBpeSettings | None:
     content = json.loads(tokenizer.to_json())
     problem = fast_bpe_problem(content)
     if problem:
-        log.info("fast BPE encoding off, Hugging Face tokenizers encodes: %s", problem)
+        if problem not in _logged_problems:  # once per process, not once per split
+            _logged_problems.add(problem)
+            log.info("fast BPE encoding off, Hugging Face tokenizers encodes: %s", problem)
         return None
     byte_of = _byte_level_alphabet()
     special_ids = {token["id"] for token in content.get("added_tokens") or []}

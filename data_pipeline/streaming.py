@@ -312,9 +312,12 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
                 chosen = np.flatnonzero(chunk_labels == split)
                 texts = [documents[i] for i in chosen]
                 if split > 0 and texts:
+                    auditing = time.perf_counter()
                     texts = _audited(texts, chunk_hashes[chosen], split, train_hashes,
                                      before_test_hashes, train_index, validation_index, config,
                                      audit[name])
+                    seconds["held_out_audit"] = (seconds.get("held_out_audit", 0.0)
+                                                 + time.perf_counter() - auditing)
                 for part in job_parts(texts):
                     yield (name, sum(map(len, part))), part
 

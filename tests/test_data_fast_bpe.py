@@ -90,6 +90,7 @@ def test_only_the_expected_tokenizer_shape_is_encoded_fast(monkeypatch, caplog):
         {**content, "model": {**content["model"], "vocab": {"a": 4}}})
     assert checked_fast_encoder(CharTokenizer(list("abc")), ["abc"] * 10) is None
     monkeypatch.setitem(sys.modules, "tiktoken", None)  # as if it were not installed
+    monkeypatch.setattr(fast_bpe, "_logged_problems", set())  # logged once per process
     with caplog.at_level(logging.INFO, logger="data_pipeline"):
         assert checked_fast_encoder(tokenizer, ["text"]) is None
     assert "tiktoken is not installed" in caplog.text
