@@ -132,3 +132,20 @@ def test_worker_processes_write_the_same_shard_bytes_as_the_reference(tmp_path, 
     for name in ("train", "validation", "test"):
         assert fast.shards.path(name).read_bytes() == reference.shards.path(name).read_bytes()
         assert fast.shards.split(name) == reference.shards.split(name)
+
+
+def test_workers_that_do_not_answer_leave_encoding_to_this_process(monkeypatch, caplog):
+    texts = awkward_documents(300, seed=4)
+    tokenizer = BpeTokenizer.fit(texts, vocab_size=400)
+    settings = fast_bpe.fast_bpe_settings(tokenizer)
+    monkeypatch.setattr(parallel_encoding, "WORKER_START_SECONDS", 0)  # no worker answers at once
+    seconds = {}
+    with caplog.at_level(logging.INFO, logger="data_pipeline"):
+        results = list(parallel_encoding.encode_in_order(
+            [("a", texts[:100]), ("b", texts[100:])], tokenizer, settings, np.dtype(np.uint16),
+            workers=2, seconds=seconds))
+    assert "worker processes did not start" in caplog.text
+    assert [key for key, _, _ in results] == ["a", "b"]
+    np.testing.assert_array_equal(np.concatenate([ids for _, ids, _ in results]),
+                                  np.concatenate(tokenizer.encode_batch(texts)))
+    assert sum(len(lengths) for _, _, lengths in results) == len(texts) and seconds["encode"] > 0
