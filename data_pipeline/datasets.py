@@ -33,6 +33,7 @@ from data_pipeline.conditions import Conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus
 from data_pipeline.errors import DataError
+from data_pipeline.fast_bpe import encode_documents
 from data_pipeline.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
@@ -104,7 +105,7 @@ def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: Expe
     `conditions`: condition_columns' values per document (required when they are set).
     """
     max_len = config.max_len
-    encoded = tokenizer.encode_batch(documents)
+    encoded = encode_documents(tokenizer, documents, config.seed)  # tiktoken where checked equal
     if config.condition_columns:
         if conditions is None or len(conditions) != len(documents):
             raise ValueError("condition_columns are set: pass one tuple of values per document "

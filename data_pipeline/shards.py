@@ -41,18 +41,22 @@ class ShardWriter:
 
     def write(self, encoded: Sequence[Sequence[int]], characters: int) -> None:
         """Append documents' ids; `characters`: their characters (the separators are added here)."""
-        if not encoded:
-            return
         lengths = np.fromiter(map(len, encoded), np.int64, count=len(encoded))  # (D,)
-        chunk = np.full(int(lengths.sum()) + len(encoded), self.eos_id, self.dtype)  # (N + D,)
+        ids = np.fromiter(itertools.chain.from_iterable(encoded), self.dtype, count=int(lengths.sum()))
+        self.write_ids(ids, lengths, characters)
+
+    def write_ids(self, ids: np.ndarray, lengths: np.ndarray, characters: int) -> None:
+        """Append documents given end to end: ids (N,) and each document's id count (D,)."""
+        if not len(lengths):
+            return
+        chunk = np.full(len(ids) + len(lengths), self.eos_id, self.dtype)  # (N + D,)
         is_text = np.ones(len(chunk), bool)
         is_text[np.cumsum(lengths + 1) - 1] = False  # the [EOS] after each document
-        chunk[is_text] = np.fromiter(itertools.chain.from_iterable(encoded), self.dtype,
-                                     count=int(lengths.sum()))
+        chunk[is_text] = ids
         chunk.tofile(self._file)
         self.tokens += len(chunk)
-        self.documents += len(encoded)
-        self.characters += characters + len(encoded)  # one separator per document, as in memory
+        self.documents += len(lengths)
+        self.characters += characters + len(lengths)  # one separator per document, as in memory
 
     def close(self) -> dict[str, Any]:
         self._file.close()

@@ -7,9 +7,11 @@ Two passes over data_file, each holding one chunk of documents (a few MB) at a t
    (split_sizes, seeded shuffle of the split labels) before anything is fitted, and the
    tokenizer is fitted on the training part of its sample only.
 2. read and clean again; validation/test documents are checked against every train hash (exact)
-   and the sampled shingle index (near), dropped as CONFIG says, and the kept documents of each
-   chunk are encoded with the tokenizer's parallel batch encoding and appended to their shard.
-Memory: 9 bytes per document (hash, split label), the two samples, and one chunk.
+   and the sampled shingle index (near), dropped as CONFIG says, and the kept documents are
+   encoded and appended to their shard. A BPE tokenizer whose ids tiktoken reproduces (checked on
+   the samples, data_pipeline/fast_bpe.py) encodes on worker processes while this one reads on
+   (data_pipeline/parallel_encoding.py); otherwise the tokenizer's own batch encoding does.
+Memory: 9 bytes per document (hash, split label), the two samples, one chunk and a few jobs.
 """
 
 from __future__ import annotations
@@ -31,7 +33,9 @@ from data_pipeline.cleaning import clean_text
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus
 from data_pipeline.errors import DataError
+from data_pipeline.fast_bpe import checked_fast_encoder
 from data_pipeline.near_duplicates import ShingleIndex
+from data_pipeline.parallel_encoding import encode_in_order, job_parts, worker_count
 from data_pipeline.shards import (SPLITS, ShardWriter, TokenShards, find_shards, partial_folder,
                                   publish, token_dtype)
 from data_pipeline.sources import (BUILTIN_CORPORA, check_local_file, download, python_encoding,
@@ -282,31 +286,45 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
             index.add(documents[first:first + AUDIT_ADD_DOCUMENTS])
     audited_train_documents = len(train_audit)
     tokenizer_documents = len(sampled(0, tokenizer_share))
-    del samples, train_audit
     seconds["audit_index"] = time.perf_counter() - started
     started = time.perf_counter()
+    fast = checked_fast_encoder(tokenizer, [text for _, _, text in samples], config.seed)
+    del samples, train_audit
+    seconds["encode_check"] = time.perf_counter() - started
+    started = time.perf_counter()
 
-    # Pass 2: audit held-out documents, encode and append every kept one to its shard.
+    # Pass 2: audit held-out documents, encode and append every kept one to its shard. This
+    # process reads and audits the next chunk while worker processes encode the last ones.
     folder = partial_folder(config.shards_dir)
     dtype = token_dtype(tokenizer.vocab_size)
     writers = {name: ShardWriter(folder / f"{name}.bin", dtype, tokenizer.eos_id) for name in SPLITS}
     audit = {name: {"exact": 0, "near": 0, "near_characters": 0, "characters": 0, "kept": 0}
              for name in SPLITS[1:]}
-    start = 0
-    for documents in reader.chunks():
-        chunk_labels = labels[start:start + len(documents)]
-        start += len(documents)
-        chunk_hashes = np.fromiter(map(hash, documents), np.int64, count=len(documents))
-        for split, name in enumerate(SPLITS):
-            chosen = np.flatnonzero(chunk_labels == split)
-            texts = [documents[i] for i in chosen]
-            if split > 0 and texts:
-                texts = _audited(texts, chunk_hashes[chosen], split, train_hashes, before_test_hashes,
-                                 train_index, validation_index, config, audit[name])
-            encoding = time.perf_counter()
-            encoded = tokenizer.encode_batch(texts)
-            seconds["encode"] = seconds.get("encode", 0.0) + time.perf_counter() - encoding
-            writers[name].write(encoded, sum(map(len, texts)))
+
+    def encode_jobs() -> Iterator[tuple[tuple[str, int], list[str]]]:
+        """((split name, characters), texts) of every kept document, in file order per split."""
+        start = 0
+        for documents in reader.chunks():
+            chunk_labels = labels[start:start + len(documents)]
+            start += len(documents)
+            chunk_hashes = np.fromiter(map(hash, documents), np.int64, count=len(documents))
+            for split, name in enumerate(SPLITS):
+                chosen = np.flatnonzero(chunk_labels == split)
+                texts = [documents[i] for i in chosen]
+                if split > 0 and texts:
+                    auditing = time.perf_counter()
+                    texts = _audited(texts, chunk_hashes[chosen], split, train_hashes,
+                                     before_test_hashes, train_index, validation_index, config,
+                                     audit[name])
+                    seconds["held_out_audit"] = (seconds.get("held_out_audit", 0.0)
+                                                 + time.perf_counter() - auditing)
+                for part in job_parts(texts):
+                    yield (name, sum(map(len, part))), part
+
+    workers = worker_count() if fast is not None else 1
+    for (name, characters), ids, lengths in encode_in_order(encode_jobs(), tokenizer, fast, dtype,
+                                                            workers, seconds):
+        writers[name].write_ids(ids, lengths, characters)
     written = {name: writer.close() for name, writer in writers.items()}
     for split, name in enumerate(SPLITS[1:], start=1):
         if sizes[split] and not written[name]["documents"]:
@@ -318,6 +336,7 @@ def _prepare(config: ExperimentConfig, source: str, path: Path | None,
     seconds["reread_audit_encode_write"] = time.perf_counter() - started
     report = _report(config, source, reader, count, sizes, written, audit,
                      audited_train_documents, tokenizer_documents)
+    report["encoder"] = f"tiktoken, {workers} process(es)" if fast is not None else "tokenizers"
     report.update({f"seconds_{stage}": round(value, 3) for stage, value in seconds.items()})
     log.info("corpus %s", report)
     shards = publish(folder, {"data_fingerprint": fingerprint,
