@@ -21,7 +21,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from data_pipeline.tokenizer import BpeTokenizer, TextTokenizer, _byte_level_alphabet
+from data_pipeline.tokenizer import BpeTokenizer, TextTokenizer, byte_level_alphabet
 
 log = logging.getLogger("data_pipeline")
 
@@ -94,7 +94,7 @@ def fast_bpe_problem(tokenizer_json: dict[str, Any]) -> str | None:
     added = tokenizer_json.get("added_tokens") or []
     if not all(token.get("special") for token in added):
         return "the tokenizer has added tokens that are not special"
-    byte_of = _byte_level_alphabet()
+    byte_of = byte_level_alphabet()
     special_ids = {token["id"] for token in added}
     vocab = {token: i for token, i in model.get("vocab", {}).items() if i not in special_ids}
     if any(c not in byte_of for token in vocab for c in token):
@@ -115,7 +115,7 @@ def fast_bpe_settings(tokenizer: TextTokenizer) -> FastBpeSettings | None:
             _logged_problems.add(problem)
             log.info("fast BPE encoding off, Hugging Face tokenizers encodes: %s", problem)
         return None
-    byte_of = _byte_level_alphabet()
+    byte_of = byte_level_alphabet()
     special_ids = {token["id"] for token in content.get("added_tokens") or []}
     ranks = {bytes(byte_of[c] for c in token): i for token, i in content["model"]["vocab"].items()
              if i not in special_ids}

@@ -191,7 +191,7 @@ class BpeTokenizer(TextTokenizer):
 
     def token_bytes(self) -> list[bytes]:
         """The bytes each id decodes to (b"" for special tokens): what stop strings match."""
-        byte_of = _byte_level_alphabet()
+        byte_of = byte_level_alphabet()
         first_text = len(self.special_tokens)
         return [b"" if i < first_text else bytes(byte_of[c] for c in self._backend.id_to_token(i))
                 for i in range(self.vocab_size)]
@@ -255,7 +255,7 @@ class CharTokenizer(TextTokenizer):
                           ensure_ascii=False)
 
 
-def _byte_level_alphabet() -> dict[str, int]:
+def byte_level_alphabet() -> dict[str, int]:
     """Character -> byte of byte-level BPE's vocabulary (GPT-2's printable stand-ins for bytes)."""
     printable = [*range(ord("!"), ord("~") + 1), *range(ord("\xa1"), ord("\xac") + 1),
                  *range(ord("\xae"), ord("\xff") + 1)]

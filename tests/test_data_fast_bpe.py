@@ -16,7 +16,7 @@ from data_pipeline.datasets import build_split
 from data_pipeline.fast_bpe import (CHECK_DOCUMENTS, MIN_FAST_DOCUMENTS, checked_fast_encoder,
                                     encode_documents, fast_bpe_problem)
 from data_pipeline.streaming import prepare_streamed
-from data_pipeline.tokenizer import SPECIAL_TOKENS, BpeTokenizer, CharTokenizer, _byte_level_alphabet
+from data_pipeline.tokenizer import SPECIAL_TOKENS, BpeTokenizer, CharTokenizer, byte_level_alphabet
 
 pytest.importorskip("tiktoken")
 
@@ -59,7 +59,7 @@ def conflicting_tokenizer() -> BpeTokenizer:
     """A byte-level BPE whose merge list and id order disagree: HF merges "b c" first and never
     joins "a" to "bc", while tiktoken merges by the id of the result and reaches "abc"."""
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
-    vocab.update({character: len(SPECIAL_TOKENS) + i for i, character in enumerate(_byte_level_alphabet())})
+    vocab.update({character: len(SPECIAL_TOKENS) + i for i, character in enumerate(byte_level_alphabet())})
     for token in ("bc", "ab", "abc"):
         vocab[token] = len(vocab)
     backend = tokenizers.Tokenizer(models.BPE(vocab=vocab, merges=[("b", "c"), ("a", "b"), ("ab", "c")]))
