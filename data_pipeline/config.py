@@ -140,6 +140,10 @@ class ExperimentConfig(BaseModel):
     beam_width: int = Field(default=4, ge=1)
     prompts: tuple[str, ...] = ("",)
     num_samples: int = Field(default=5, ge=1)
+    # the table's sample columns measure at least this many seeded samples per model: num_samples
+    # per prompt first, then more, the prompts in turn (BLEU-4 of 8 samples moves by ~0.05
+    # between seeds, of 32 by ~0.01); samples.json holds them all
+    measure_samples: int = Field(default=32, ge=1, le=10_000)
     max_new_tokens: int = Field(default=40, ge=1)
     # generation controls, all off by default (evaluation/generation_controls.py): divide positive
     # / multiply negative logits of tokens already in the text (> 1 discourages repeats, CTRL);

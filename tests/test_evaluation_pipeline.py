@@ -24,7 +24,8 @@ from evaluation.plots import quality_frontier
 from evaluation.quality import longest_copied_words
 from model_architectures import hyperparameters_for
 from model_architectures.saving import load_trained_model
-from training_assets.experiment import PreparedData, baseline_run, evaluate_family, write_results
+from training_assets.experiment import (PreparedData, baseline_run, evaluate_family, sample_prompts,
+                                        write_results)
 from training_assets.strategy import select_strategy
 from training_assets.trainer import TrainingResult, train_model
 
@@ -69,7 +70,7 @@ def test_the_experiment_evaluates_a_trained_checkpoint_on_every_test_token(train
     assert run.report.evaluation.tokens == test.tokens
     assert run.report.evaluation.characters == test.characters
     assert run.report.evaluation.perplexity < 0.5 * unigram_perplexity(test.token_stream)  # it learnt
-    assert len(run.samples) == trained.config.num_samples * len(trained.config.prompts)
+    assert len(run.samples) == len(sample_prompts(trained.config)) >= trained.config.measure_samples
     assert run.report.generation_ms_per_token > 0 and run.report.parameters == trained.training.parameters
 
 
@@ -130,7 +131,7 @@ def test_the_ngram_baseline_samples_and_sweeps_like_the_networks(word_model):
     config, data, training = word_model
     baseline = baseline_run(config, data)
     report, samples = baseline.report, baseline.samples
-    assert len(samples) == config.num_samples * len(config.prompts)
+    assert len(samples) == len(sample_prompts(config))
     assert len(set(samples)) > 1  # the repeated prompts draw one stream, not one seed each
     assert baseline_run(config, data).samples == samples  # seeded
     references = reference_sample(data.corpus.test, config.bleu_references, config.seed)
@@ -168,3 +169,10 @@ def test_quality_frontier_keeps_the_points_no_other_beats_on_both_measures():
               SweepPoint(0.5, 0.8, bleu_4=0.40, self_bleu_4=0.50),
               SweepPoint(1.3, 1.0, bleu_4=math.nan, self_bleu_4=0.05)]
     assert quality_frontier(points) == [points[0], points[2]]
+
+
+def test_the_table_measures_the_shown_samples_then_more_up_to_measure_samples(tmp_path):
+    config = make_config(tmp_path, prompts=["a", "b"], num_samples=2, measure_samples=5)
+    assert sample_prompts(config) == ["a", "b", "a", "b", "a"]
+    many = make_config(tmp_path, prompts=["a", "b"], num_samples=3, measure_samples=4)
+    assert sample_prompts(many) == ["a", "b"] * 3  # never fewer than num_samples per prompt

@@ -20,7 +20,7 @@ from data_pipeline.corpus import Corpus
 from evaluation.generation import generate
 from model_architectures.registry import build_model, register_model_classes
 from model_architectures.saving import load_trained_model
-from training_assets.experiment import conclusions, run_experiment
+from training_assets.experiment import conclusions, run_experiment, sample_prompts
 from training_assets.trainer import read_history
 
 STEPS, EPOCHS = 4, 2
@@ -64,7 +64,7 @@ def test_the_table_row_has_no_likelihood_figures_and_every_sample_measure(experi
     markdown = (result.artifacts[1]).read_text(encoding="utf-8")
     assert "gan: test perplexity, bits/char and accuracy are not defined" in markdown
     samples = json.loads((result.artifacts[2]).read_text(encoding="utf-8"))
-    assert len(samples["gan"]) == config.num_samples * len(config.prompts)
+    assert len(samples["gan"]) == len(sample_prompts(config))
     assert result.interpolation is None  # nothing to mix with the n-gram model
     assert "No model with a likelihood" in conclusions(result.runs, result.baseline)
 

@@ -22,7 +22,7 @@ from evaluation.generation import generate
 from model_architectures import build_model, family_names, hyperparameters_for
 from model_architectures.registry import family_tokenizer
 from model_architectures.saving import load_trained_model
-from training_assets.experiment import PreparedData, family_data, run_experiment
+from training_assets.experiment import PreparedData, family_data, run_experiment, sample_prompts
 from training_assets.strategy import select_strategy
 from training_assets.trainer import train_model
 
@@ -143,7 +143,7 @@ def test_runner_fine_tunes_beside_a_from_scratch_family_on_the_same_characters(e
     assert losses[-1] < losses[0] * 0.8
     # The interpolation pairs the n-gram model with a model on its own tokens only.
     assert result.interpolation is None or result.interpolation.model.startswith("gru+")
-    assert len(runs["gpt2"].samples) == 1
+    assert len(runs["gpt2"].samples) == len(sample_prompts(config))
     written = (Path(config.plots_dir) / "comparison.md").read_text(encoding="utf-8")
     assert "trainable_parameters" in written
     assert "gpt2 read the text through its pretrained preset's tokenizer" in written

@@ -13,8 +13,10 @@ import pandas as pd
 import pytest
 from training_factories import TINY_HYPERPARAMETERS, make_config, make_data
 
+from data_pipeline.config import ExperimentConfig
 from model_architectures.registry import hyperparameters_for
 from training_assets.callbacks import TIMING_KEYS
+from training_assets.experiment import sample_prompts
 from training_assets.strategy import select_strategy
 from training_assets.trainer import read_history, train_model
 
@@ -76,4 +78,4 @@ def test_two_runs_of_one_config_give_identical_histories_table_and_samples(tmp_p
     assert set(table["model"]) == {"gru", "kn_3gram", "gru+kn_3gram"}
     samples = json.loads((first / "plots" / "samples.json").read_text())
     assert samples == json.loads((second / "plots" / "samples.json").read_text())
-    assert len(samples["gru"]) == 2 and samples["gru"][0] != samples["gru"][1]  # sampled, not greedy
+    assert len(samples["gru"]) == len(sample_prompts(ExperimentConfig.from_dict(config))) and samples["gru"][0] != samples["gru"][1]  # sampled

@@ -191,7 +191,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
     else:  # empty cells with a note; its samples below are measured like every model's
         evaluation, shuffled = EvaluationResult.undefined(data.datasets.test), None
     generated = generate_timed(
-        model, data.tokenizer, list(config.prompts) * config.num_samples,
+        model, data.tokenizer, sample_prompts(config),
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
         beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
@@ -219,6 +219,14 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                  time.perf_counter() - started)
     return FamilyRun(family=training.family, training=training, report=report,
                      samples=generated.texts, sweep=sweep)
+
+
+def sample_prompts(config: ExperimentConfig) -> list[str]:
+    """The prompt of each sample the table measures: num_samples per prompt, then the prompts in
+    turn up to measure_samples (a handful of samples makes BLEU and self-BLEU mostly noise)."""
+    prompts = list(config.prompts) * config.num_samples
+    extra = max(0, config.measure_samples - len(prompts))
+    return prompts + [config.prompts[i % len(config.prompts)] for i in range(extra)]
 
 
 def bleu_references(config: ExperimentConfig, data: PreparedData) -> BleuReferences:
@@ -253,7 +261,7 @@ def baseline_run(config: ExperimentConfig, data: PreparedData) -> BaselineRun:
     language_model = fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens)
     report = kneser_ney_report(data.datasets, config.kn_order, language_model=language_model)
     generated = generate_ngram(
-        language_model, data.tokenizer, list(config.prompts) * config.num_samples,
+        language_model, data.tokenizer, sample_prompts(config),
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed,
         start_id=document_start_id(config), conditions=most_common_conditions(config, data.corpus))

@@ -62,7 +62,7 @@ NOT_TRAINING_KEYS = frozenset({
     "repetition_penalty", "no_repeat_ngram_size", "stop_strings", "min_new_tokens",
     "tokenizer_path", "download_dir", "live_progress",
     "bleu_references", "decoding_sweep", "decoding_sweep_temperatures", "decoding_sweep_top_p",
-    "decoding_sweep_samples",
+    "decoding_sweep_samples", "measure_samples",
 })
 
 
