@@ -17,7 +17,7 @@ from evaluation.generation_controls import GenerationControls, cut_at_stop_strin
 from evaluation.stop_strings import stop_string_tables
 from model_architectures import FAMILIES, build_model
 from model_architectures.saving import load_trained_model
-from training_assets.experiment import evaluate_family
+from training_assets.experiment import evaluate_family, sample_prompts
 
 VOCAB, MAX_LEN, EOS = 30, 16, 3
 SAMPLERS = ("greedy", "random", "top_k", "top_p", "beam")
@@ -228,7 +228,7 @@ def test_controls_reach_the_evaluation_samples(trained_checkpoints):
     config = ExperimentConfig.from_dict({**trained.config.to_dict(), "prompts": ["cde"],
                                          "sampler": "greedy", "stop_strings": ["HI"]})
     run = evaluate_family(trained.training, config, trained.data)
-    assert run.samples == ["cdefg"] * config.num_samples  # "HI" cleaned like the corpus: "hi"
+    assert run.samples == ["cdefg"] * len(sample_prompts(config))  # "HI" cleaned like the corpus: "hi"
 
 
 def test_the_command_line_takes_every_control(trained_checkpoints, capsys):
