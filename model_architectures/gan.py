@@ -39,12 +39,9 @@ from model_architectures.contract import LanguageModel, matmul_weights
 from model_architectures.gan_space import GAN_OBJECTIVES, GAN_SPACE
 from model_architectures.saving import TRAINING_OBJECTS_MODULE, RestoresTrainingState
 from model_architectures.search_space import declare
+from model_architectures.transformer import gpt_blocks, normal
 
 PAD_ID = 0  # [PAD]: never generated, never a target
-
-
-def _normal(stddev: float) -> keras.initializers.Initializer:
-    return keras.initializers.RandomNormal(stddev=stddev)
 
 
 def twin_optimizer(optimizer: keras.optimizers.Optimizer, name: str) -> keras.optimizers.Optimizer:
@@ -85,32 +82,26 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
         # generator
         self.token_embedding = keras.layers.ReversibleEmbedding(
             self.vocab_size, self.embedding_dim, tie_weights=True,
-            embeddings_initializer=_normal(0.02), reverse_dtype="float32", name="token_embedding")
+            embeddings_initializer=normal(0.02), reverse_dtype="float32", name="token_embedding")
         self.position_embedding = keras_hub.layers.PositionEmbedding(
-            sequence_length=self.max_len, initializer=_normal(0.02), name="position_embedding")
+            sequence_length=self.max_len, initializer=normal(0.02), name="position_embedding")
         self.embedding_dropout = keras.layers.Dropout(self.dropout, name="embedding_dropout")
         self.noise_hidden = keras.layers.Dense(self.ff_dim, activation="gelu", name="noise_hidden")
         self.noise_memory = keras.layers.Dense(self.noise_slots * self.embedding_dim, name="noise_memory")
         self.noise_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="noise_norm")
-        self.blocks = [
-            keras_hub.layers.TransformerDecoder(
-                intermediate_dim=self.ff_dim, num_heads=self.num_heads, dropout=self.dropout,
-                activation="gelu", normalize_first=True, layer_norm_epsilon=1e-5,
-                kernel_initializer=_normal(0.02), name=f"block_{index}")
-            for index in range(self.num_layers)
-        ]
+        self.blocks = gpt_blocks(self.num_layers, self.ff_dim, self.num_heads, self.dropout)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
         # discriminator
         self.discriminator_embedding = keras.layers.Dense(
-            self.embedding_dim, use_bias=False, kernel_initializer=_normal(0.02),
+            self.embedding_dim, use_bias=False, kernel_initializer=normal(0.02),
             name="discriminator_embedding")  # (V, E): soft distributions @ embedding matrix
         self.discriminator_positions = keras_hub.layers.PositionEmbedding(
-            sequence_length=self.max_len, initializer=_normal(0.02), name="discriminator_positions")
+            sequence_length=self.max_len, initializer=normal(0.02), name="discriminator_positions")
         self.discriminator_blocks = [
             keras_hub.layers.TransformerEncoder(
                 intermediate_dim=self.ff_dim, num_heads=self.num_heads, dropout=self.dropout,
                 activation="gelu", normalize_first=True, layer_norm_epsilon=1e-5,
-                kernel_initializer=_normal(0.02), name=f"discriminator_block_{index}")
+                kernel_initializer=normal(0.02), name=f"discriminator_block_{index}")
             for index in range(self.discriminator_layers)
         ]
         self.discriminator_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="discriminator_norm")

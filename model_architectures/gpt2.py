@@ -28,6 +28,7 @@ from model_architectures.contract import LanguageModel, matmul_weights
 from model_architectures.gpt2_space import GPT2_SPACE
 from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
+from model_architectures.transformer import blocks_with_cache
 
 if TYPE_CHECKING:
     import keras_tuner as kt
@@ -117,12 +118,8 @@ class Gpt2LanguageModel(RestoresTrainingState, LanguageModel):
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """Process token_ids (B, t) at positions index.., writing their keys/values into the cache."""
         x = self._embed(token_ids, start_index=cache_update_index)  # (B, t, E)
-        caches = []
-        for index, block in enumerate(self.backbone.transformer_layers):
-            x, layer_cache = block(x, self_attention_cache=cache[:, index, ...],
-                                   self_attention_cache_update_index=cache_update_index)
-            caches.append(layer_cache)  # (B, 2, S, H, D)
-        return self.output_logits(x), ops.stack(caches, axis=1)  # (B, t, V), (B, L, 2, S, H, D)
+        x, cache = blocks_with_cache(self.backbone.transformer_layers, x, cache, cache_update_index)
+        return self.output_logits(x), cache  # (B, t, V), (B, L, 2, S, H, D)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -21,8 +21,29 @@ from model_architectures.search_space import declare
 from model_architectures.transformer_space import TRANSFORMER_SPACE
 
 
-def _normal(stddev: float) -> keras.initializers.Initializer:
+def normal(stddev: float) -> keras.initializers.Initializer:
+    """GPT-2's initialisation: N(0, stddev)."""
     return keras.initializers.RandomNormal(stddev=stddev)
+
+
+def gpt_blocks(count: int, ff_dim: int, num_heads: int, dropout: float) -> list:
+    """`count` GPT-2 style causal decoder blocks (pre-norm, GELU), named block_0.. as checkpoints
+    expect."""
+    return [keras_hub.layers.TransformerDecoder(
+        intermediate_dim=ff_dim, num_heads=num_heads, dropout=dropout, activation="gelu",
+        normalize_first=True, layer_norm_epsilon=1e-5, kernel_initializer=normal(0.02),
+        name=f"block_{index}") for index in range(count)]
+
+
+def blocks_with_cache(blocks: list, x, cache, cache_update_index):
+    """Run decoder blocks on x (B, t, E) at positions index.., reading and writing their
+    key/value caches (B, L, 2, S, H, D); returns the hidden states and the new cache."""
+    caches = []
+    for index, block in enumerate(blocks):
+        x, layer_cache = block(x, self_attention_cache=cache[:, index, ...],
+                               self_attention_cache_update_index=cache_update_index)
+        caches.append(layer_cache)  # (B, 2, S, H, D)
+    return x, ops.stack(caches, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="text_synthesis")
@@ -43,17 +64,11 @@ class TransformerLanguageModel(RestoresTrainingState, LanguageModel):
 
         self.token_embedding = keras.layers.ReversibleEmbedding(
             self.vocab_size, self.embedding_dim, tie_weights=self.tie_embeddings,
-            embeddings_initializer=_normal(0.02), reverse_dtype="float32", name="token_embedding")
+            embeddings_initializer=normal(0.02), reverse_dtype="float32", name="token_embedding")
         self.position_embedding = keras_hub.layers.PositionEmbedding(
-            sequence_length=self.max_len, initializer=_normal(0.02), name="position_embedding")
+            sequence_length=self.max_len, initializer=normal(0.02), name="position_embedding")
         self.embedding_dropout = keras.layers.Dropout(self.dropout, name="embedding_dropout")
-        self.blocks = [
-            keras_hub.layers.TransformerDecoder(
-                intermediate_dim=self.ff_dim, num_heads=self.num_heads, dropout=self.dropout,
-                activation="gelu", normalize_first=True, layer_norm_epsilon=1e-5,
-                kernel_initializer=_normal(0.02), name=f"block_{index}")
-            for index in range(self.num_layers)
-        ]
+        self.blocks = gpt_blocks(self.num_layers, self.ff_dim, self.num_heads, self.dropout)
         self.final_norm = keras.layers.LayerNormalization(epsilon=1e-5, name="final_norm")
 
     @property
@@ -106,12 +121,8 @@ class TransformerLanguageModel(RestoresTrainingState, LanguageModel):
     def call_with_cache(self, token_ids, cache, cache_update_index):
         """Process token_ids (B, t) at positions index.., writing their keys/values into the cache."""
         x = self._embed(token_ids, start_index=cache_update_index)  # (B, t, E)
-        caches = []
-        for index, block in enumerate(self.blocks):
-            x, layer_cache = block(x, self_attention_cache=cache[:, index, ...],
-                                   self_attention_cache_update_index=cache_update_index)
-            caches.append(layer_cache)  # (B, 2, S, H, D)
-        return self.output_logits(x), ops.stack(caches, axis=1)  # (B, t, V), (B, L, 2, S, H, D)
+        x, cache = blocks_with_cache(self.blocks, x, cache, cache_update_index)
+        return self.output_logits(x), cache  # (B, t, V), (B, L, 2, S, H, D)
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()
