@@ -190,12 +190,13 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                                                  data.datasets.global_batch_size)
     else:  # empty cells with a note; its samples below are measured like every model's
         evaluation, shuffled = EvaluationResult.undefined(data.datasets.test), None
+    conditions = most_common_conditions(config, data.corpus)
     generated = generate_timed(
         model, data.tokenizer, sample_prompts(config),
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p,
         beam_width=config.beam_width, seed=config.seed, start_id=document_start_id(config),
-        conditions=most_common_conditions(config, data.corpus),
+        conditions=conditions,
         controls=GenerationControls.from_settings(config.to_dict(), config.cleaning_steps))
     references = bleu_references(config, data)
     report = ModelReport(
@@ -213,8 +214,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
     sweep = []
     if config.decoding_sweep:
         started = time.perf_counter()
-        sweep = decoding_sweep(model, data.tokenizer, config, references,
-                               most_common_conditions(config, data.corpus))
+        sweep = decoding_sweep(model, data.tokenizer, config, references, conditions)
         log.info("%s: decoding sweep of %d settings in %.1f s", training.family, len(sweep),
                  time.perf_counter() - started)
     return FamilyRun(family=training.family, training=training, report=report,
@@ -260,18 +260,18 @@ def baseline_run(config: ExperimentConfig, data: PreparedData) -> BaselineRun:
     """
     language_model = fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens)
     report = kneser_ney_report(data.datasets, config.kn_order, language_model=language_model)
+    conditions = most_common_conditions(config, data.corpus)
     generated = generate_ngram(
         language_model, data.tokenizer, sample_prompts(config),
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
         temperature=config.temperature, top_k=config.top_k, top_p=config.top_p, seed=config.seed,
-        start_id=document_start_id(config), conditions=most_common_conditions(config, data.corpus))
+        start_id=document_start_id(config), conditions=conditions)
     references = bleu_references(config, data)
     report = replace(report, generation_ms_per_token=generated.ms_per_token,
-                                 **sample_measures(generated.texts, data.corpus, references))
+                     **sample_measures(generated.texts, data.corpus, references))
     sweep = []
     if config.decoding_sweep:
-        sweep = decoding_sweep(language_model, data.tokenizer, config, references,
-                               most_common_conditions(config, data.corpus))
+        sweep = decoding_sweep(language_model, data.tokenizer, config, references, conditions)
     return BaselineRun(report, language_model, generated.texts, sweep)
 
 
