@@ -101,6 +101,10 @@ class ExperimentConfig(BaseModel):
     tuning_time_budget_seconds: float | None = Field(default=None, gt=0)
 
     # --- final training ----------------------------------------------------------------------
+    # each family is trained this many times, at seeds seed, seed + 1, ... (initial weights, data
+    # order, dropout; the split stays seed's): the table reports the mean over seeds, their
+    # standard deviation and an interval that includes both seed and test-set variance
+    seeds: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
     final_training_epochs: int = Field(default=3, ge=1)
     steps_per_epoch: int | None = Field(default=None, ge=1)
     train_time_budget_seconds: float | None = Field(default=None, gt=0)
@@ -155,6 +159,9 @@ class ExperimentConfig(BaseModel):
     stop_strings: tuple[Annotated[str, Field(min_length=1, max_length=64)], ...] = Field(
         default=(), max_length=16)
     min_new_tokens: int = Field(default=0, ge=0)
+    # bootstrap resamples of the test documents (and of the samples) behind the table's 95%
+    # intervals and p-values (evaluation/intervals.py); fewer than 200 cannot place a 95% interval
+    bootstrap_resamples: int = Field(default=1000, ge=200, le=1_000_000)
     # test documents the samples' bleu_4 is measured against: a seeded random choice of this many
     # when the test split is larger (indexing them costs ~0.2 ms each, once per model); None: all
     bleu_references: int | None = Field(default=2000, ge=1)
@@ -245,6 +252,22 @@ class ExperimentConfig(BaseModel):
         high = 1.0 if info.field_name == "decoding_sweep_top_p" else 10.0
         if not value or any(not 0 < v <= high for v in value):
             raise ValueError(f"give one or more values, each in (0, {high:g}]")
+        return value
+
+    @field_validator("seeds", mode="before")
+    @classmethod
+    def _whole_seeds(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError("give a whole number of training seeds per family, at least 1, "
+                             "e.g. 3 (1: one training run each)")
+        return value
+
+    @field_validator("bootstrap_resamples", mode="before")
+    @classmethod
+    def _enough_resamples(cls, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 200:
+            raise ValueError("a 95% interval needs at least 200 bootstrap resamples: use 1000 "
+                             "(the default) or more")
         return value
 
     @field_validator("split_fractions")

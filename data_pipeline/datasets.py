@@ -33,6 +33,7 @@ from data_pipeline.conditions import Conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import Corpus
 from data_pipeline.errors import DataError
+from data_pipeline.document_layout import stream_document_targets
 from data_pipeline.fast_bpe import encode_documents
 from data_pipeline.tokenizer import TextTokenizer
 
@@ -54,15 +55,24 @@ class SplitData:
     tokens: int  # non-[PAD] targets in one pass over `dataset`
     characters: int  # characters of the documents covered + one separator per document
     steps: int  # batches per pass
-    rebuild: Callable[[], tf.data.Dataset] = field(repr=False, compare=False)  # makes `dataset` anew
+    # makes `dataset` anew; its argument, when given, replaces CONFIG's seed as the shuffle seed
+    rebuild: Callable[[int | None], tf.data.Dataset] = field(repr=False, compare=False)
+    # Validation and test: the non-[PAD] targets of each document in dataset order, and its
+    # characters (+1 separator), so evaluation can sum a model's NLL per document for the
+    # bootstrap (evaluation.intervals). Empty for train. (D,) int64 each.
+    document_targets: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64), repr=False,
+                                         compare=False)
+    document_characters: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64),
+                                            repr=False, compare=False)
 
-    def fresh_dataset(self) -> tf.data.Dataset:
+    def fresh_dataset(self, shuffle_seed: int | None = None) -> tf.data.Dataset:
         """The same batches as `dataset` in a new object, whose shuffle starts again from the seed.
 
         Each pass over one dataset object reshuffles it; a fit that starts from a fresh object sees
         the same order whatever was trained on the split before it (another family, a trial).
+        `shuffle_seed`: another data order for the same rows (a family's second training seed).
         """
-        return self.rebuild()
+        return self.rebuild(shuffle_seed)
 
 
 @dataclass(frozen=True)
@@ -118,6 +128,9 @@ def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: Expe
     all_characters = sum(len(text) for text in documents) + len(documents)
 
     rows = None  # last_token gathers its windows per batch instead
+    document_targets = np.asarray([len(ids) + 1 - _count_in(np.asarray(ids, np.int64), masked)
+                                   for ids in encoded], np.int64)  # its ids and the closing [EOS]
+    document_characters = np.asarray([len(text) + 1 for text in documents], np.int64)
     if config.objective == "last_token":
         count, tokens = len(stream) - 1, all_targets  # one window per target
         characters = all_characters
@@ -131,6 +144,10 @@ def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: Expe
         count = len(rows)
         tokens = int(np.count_nonzero(rows[:, 1:])) - _count_in(rows[:, 1:], masked)
         characters = _covered_characters(documents, encoded, max_len, tokenizer)
+        document_targets = (np.count_nonzero(rows[:, 1:], axis=1)
+                            - _count_in_rows(rows[:, 1:], masked)).astype(np.int64)  # truncated
+        document_characters = np.asarray([_covered_characters([text], [ids], max_len, tokenizer)
+                                          for text, ids in zip(documents, encoded)], np.int64)
 
     if training:
         steps = count // global_batch
@@ -145,14 +162,17 @@ def build_split(documents: Sequence[str], tokenizer: TextTokenizer, config: Expe
     else:
         steps = -(-count // global_batch)
 
-    def rebuild() -> tf.data.Dataset:
-        made = (_last_token_dataset(stream, max_len, global_batch, training, config, masked)
-                if rows is None else _rows_dataset(rows, global_batch, training, config, masked))
+    def rebuild(shuffle_seed: int | None = None) -> tf.data.Dataset:
+        seed = config.seed if shuffle_seed is None else shuffle_seed
+        made = (_last_token_dataset(stream, max_len, global_batch, training, seed, config, masked)
+                if rows is None else _rows_dataset(rows, global_batch, training, seed, config, masked))
         return made.with_options(_options())
 
+    layout = {} if training else {"document_targets": document_targets,
+                                  "document_characters": document_characters}
     return SplitData(dataset=rebuild(), token_stream=stream, documents=len(documents),
                      tokens=int(tokens), characters=int(characters), steps=int(steps),
-                     rebuild=rebuild)
+                     rebuild=rebuild, **layout)
 
 
 def token_stream(encoded: Sequence[Sequence[int]], eos_id: int) -> np.ndarray:
@@ -203,6 +223,14 @@ def _count_in(ids: np.ndarray, id_range: tuple[int, int]) -> int:
     return int(np.count_nonzero((ids >= first) & (ids < end))) if end > first else 0
 
 
+def _count_in_rows(rows: np.ndarray, id_range: tuple[int, int]) -> np.ndarray:
+    """How many ids of each row lie in [first, end): (R,)."""
+    first, end = id_range
+    if end <= first:
+        return np.zeros(len(rows), np.int64)
+    return np.count_nonzero((rows >= first) & (rows < end), axis=1)
+
+
 def _masked(targets: tf.Tensor, id_range: tuple[int, int]) -> tf.Tensor:
     """Targets with ids in [first, end) (condition tokens) replaced by [PAD]."""
     first, end = id_range
@@ -211,7 +239,7 @@ def _masked(targets: tf.Tensor, id_range: tuple[int, int]) -> tf.Tensor:
     return tf.where((targets >= first) & (targets < end), tf.zeros_like(targets), targets)
 
 
-def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool,
+def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool, seed: int,
                   config: ExperimentConfig, masked: tuple[int, int] = (0, 0)) -> tf.data.Dataset:
     """(inputs, targets) batches from a (R, T+1) array of rows."""
     if not training:
@@ -219,7 +247,7 @@ def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool,
         rows = np.concatenate([rows, np.zeros((filler, rows.shape[1]), np.int32)])  # all-[PAD]
     dataset = tf.data.Dataset.from_tensor_slices(rows)
     if training:
-        dataset = dataset.cache().shuffle(min(config.shuffle_buffer, len(rows)), seed=config.seed,
+        dataset = dataset.cache().shuffle(min(config.shuffle_buffer, len(rows)), seed=seed,
                                           reshuffle_each_iteration=True)
     dataset = dataset.batch(global_batch, drop_remainder=True)  # (B, T+1)
 
@@ -231,7 +259,7 @@ def _rows_dataset(rows: np.ndarray, global_batch: int, training: bool,
 
 
 def _last_token_dataset(stream: np.ndarray, max_len: int, global_batch: int, training: bool,
-                        config: ExperimentConfig,
+                        seed: int, config: ExperimentConfig,
                         masked: tuple[int, int] = (0, 0)) -> tf.data.Dataset:
     """Stride-1 windows gathered per batch from the stream (never materialised: ~T x its size).
 
@@ -257,7 +285,7 @@ def _last_token_dataset(stream: np.ndarray, max_len: int, global_batch: int, tra
     dataset = tf.data.Dataset.from_tensor_slices(starts)
     if training:
         dataset = dataset.cache().shuffle(min(config.shuffle_buffer, max(windows, 1)),
-                                          seed=config.seed, reshuffle_each_iteration=True)
+                                          seed=seed, reshuffle_each_iteration=True)
     dataset = dataset.batch(global_batch, drop_remainder=True).map(
         windows_of, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
     return dataset
@@ -307,10 +335,11 @@ def shard_split(shards: "TokenShards", name: str, tokenizer: TextTokenizer,
     else:
         steps = -(-count // global_batch)
 
-    def rebuild() -> tf.data.Dataset:
+    def rebuild(shuffle_seed: int | None = None) -> tf.data.Dataset:
         rows = _shard_rows(shards, name, stream, count, max_len)
         if training:
-            rows = rows.shuffle(min(config.shuffle_buffer, count), seed=config.seed,
+            seed = config.seed if shuffle_seed is None else shuffle_seed
+            rows = rows.shuffle(min(config.shuffle_buffer, count), seed=seed,
                                 reshuffle_each_iteration=True)  # bounded: a buffer of rows
         else:
             filler = -count % global_batch
@@ -327,9 +356,21 @@ def shard_split(shards: "TokenShards", name: str, tokenizer: TextTokenizer,
                 .map(inputs_and_targets, num_parallel_calls=tf.data.AUTOTUNE)
                 .prefetch(tf.data.AUTOTUNE).with_options(_options()))
 
+    layout = {} if training else _stream_layout(stream, tokenizer)
     return SplitData(dataset=rebuild(), token_stream=stream, documents=info["documents"],
                      tokens=int(tokens), characters=int(characters), steps=int(steps),
-                     rebuild=rebuild)
+                     rebuild=rebuild, **layout)
+
+
+def _stream_layout(stream: np.ndarray, tokenizer: TextTokenizer) -> dict[str, np.ndarray]:
+    """A shard's document layout: targets from its [EOS] positions, characters by decoding each
+    document (a shard keeps no text)."""
+    stream = np.asarray(stream, np.int64)
+    ends = np.flatnonzero(stream[1:] == tokenizer.eos_id) + 1
+    starts = np.concatenate([[1], ends[:-1] + 1])
+    texts = tokenizer.decode_batch([stream[a:b].tolist() for a, b in zip(starts, ends)])
+    return {"document_targets": stream_document_targets(stream, tokenizer.condition_id_range),
+            "document_characters": np.asarray([len(text) + 1 for text in texts], np.int64)}
 
 
 def _shard_rows(shards: "TokenShards", name: str, stream: np.ndarray, count: int,

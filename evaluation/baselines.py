@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from evaluation.evaluate import EvaluationResult
+from data_pipeline.document_layout import stream_document_targets
+from evaluation.evaluate import DocumentScores, EvaluationResult
 
 if TYPE_CHECKING:
     from data_pipeline.datasets import Datasets
@@ -200,12 +201,15 @@ class KneserNeyLM:
         return best[inverse.reshape(-1)]
 
     def evaluate(self, token_stream: TokenIds, characters: int,
-                 unscored_ids: tuple[int, int] = (0, 0)) -> EvaluationResult:
+                 unscored_ids: tuple[int, int] = (0, 0),
+                 document_characters: np.ndarray | None = None) -> EvaluationResult:
         """Perplexity, bits/char and accuracy of predicting every token after the first, except
-        targets with ids in [first, end) of `unscored_ids` (condition tokens)."""
+        targets with ids in [first, end) of `unscored_ids` (condition tokens); with
+        `document_characters` (one per document of the stream) also the per-document scores."""
         if len(token_stream) < 2:
             self._as_stream(token_stream, "evaluation", minimum=2)  # its error names the problem
         nll, predicted, correct = 0.0, 0, 0
+        token_nll = []
         # Chunks of targets, each with the order-1 tokens before it: memory stays bounded on a
         # test split of any size, and every target keeps its full history.
         for start in range(0, len(token_stream) - 1, EVALUATION_CHUNK):
@@ -216,10 +220,14 @@ class KneserNeyLM:
             targets = piece[1 + skip:]
             scored = ~((targets >= unscored_ids[0]) & (targets < unscored_ids[1]))
             log_probs = self.log_probs(piece)[skip:][scored]
+            token_nll.append(-log_probs)
             nll -= float(np.sum(log_probs))
             predicted += len(log_probs)
             correct += int(np.sum((self.predict(piece)[skip:] == targets)[scored]))
-        return EvaluationResult.from_totals(nll, predicted, correct, characters)
+        documents = None if document_characters is None else DocumentScores.summed(
+            np.concatenate(token_nll), stream_document_targets(np.asarray(token_stream), unscored_ids),
+            document_characters)
+        return EvaluationResult.from_totals(nll, predicted, correct, characters, documents=documents)
 
     # --- internals -------------------------------------------------------------------------
     def _require_fitted(self) -> None:
@@ -335,7 +343,8 @@ def kneser_ney_report(datasets: "Datasets", order: int = 3,
         language_model = fit_kneser_ney(datasets, order, max_train_tokens)
     order = language_model.order
     evaluation = language_model.evaluate(datasets.test.token_stream, datasets.test.characters,
-                                         datasets.condition_id_range)
+                                         datasets.condition_id_range,
+                                         document_characters=datasets.test.document_characters)
     if evaluation.tokens != datasets.test.tokens:
         logger.warning("the %d-gram baseline predicts %d test tokens but the neural models' test "
                        "split predicts %d (not packed causal): the rows are not on the same "

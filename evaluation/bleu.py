@@ -67,14 +67,19 @@ def bleu_4(samples: Sequence[str], references: Sequence[str] | BleuReferences) -
     without a word are left out (they have nothing to score); NaN when no sample or no reference
     has a word.
     """
+    return _mean(bleu_4_scores(samples, references))
+
+
+def bleu_4_scores(samples: Sequence[str], references: Sequence[str] | BleuReferences) -> list[float]:
+    """Each sample's sentence BLEU-4 against all references (samples without a word left out):
+    what bleu_4 averages, and what its interval resamples."""
     if not isinstance(references, BleuReferences):
         references = BleuReferences(references)
     hypotheses = _word_lists(samples)
-    if not hypotheses or not len(references):
-        return math.nan
-    return _mean(sentence_bleu(references.for_hypothesis(hypothesis), hypothesis, _WEIGHTS,
-                               _SMOOTHING)
-                 for hypothesis in hypotheses)
+    if not len(references):
+        return []
+    return [sentence_bleu(references.for_hypothesis(hypothesis), hypothesis, _WEIGHTS, _SMOOTHING)
+            for hypothesis in hypotheses]
 
 
 def self_bleu_4(samples: Sequence[str]) -> float:
@@ -82,12 +87,17 @@ def self_bleu_4(samples: Sequence[str]) -> float:
 
     Lower is more diverse. Samples without a word are left out; NaN with fewer than two left.
     """
+    return _mean(self_bleu_4_scores(samples))
+
+
+def self_bleu_4_scores(samples: Sequence[str]) -> list[float]:
+    """Each sample's sentence BLEU-4 against the other samples (those without a word left out;
+    none with fewer than two left): what self_bleu_4 averages."""
     hypotheses = _word_lists(samples)
     if len(hypotheses) < 2:
-        return math.nan
-    return _mean(sentence_bleu(hypotheses[:i] + hypotheses[i + 1:], hypothesis, _WEIGHTS,
-                               _SMOOTHING)
-                 for i, hypothesis in enumerate(hypotheses))
+        return []
+    return [sentence_bleu(hypotheses[:i] + hypotheses[i + 1:], hypothesis, _WEIGHTS, _SMOOTHING)
+            for i, hypothesis in enumerate(hypotheses)]
 
 
 def reference_sample(documents: Sequence[str], limit: int | None, seed: int) -> list[str]:
@@ -103,4 +113,4 @@ def _word_lists(texts: Iterable[str]) -> list[list[str]]:
 
 def _mean(values: Iterable[float]) -> float:
     values = list(values)
-    return math.fsum(values) / len(values)
+    return math.fsum(values) / len(values) if values else math.nan

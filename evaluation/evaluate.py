@@ -28,6 +28,34 @@ logger = logging.getLogger("evaluation")
 
 
 @dataclass(frozen=True)
+class DocumentScores:
+    """A model's summed NLL on each test document, with the document's predicted tokens and
+    characters (+1 separator): what the bootstrap resamples (evaluation.intervals). (D,) each,
+    in the split's document order."""
+
+    nll_nats: np.ndarray
+    tokens: np.ndarray
+    characters: np.ndarray
+
+    @classmethod
+    def summed(cls, token_nll: np.ndarray, document_targets: np.ndarray,
+               document_characters: np.ndarray) -> "DocumentScores | None":
+        """Per-target NLL (dataset order, [PAD] excluded) summed by document; None, logged, when
+        the targets do not add up to the documents' (their layout is unknown)."""
+        targets = np.asarray(document_targets, np.int64)
+        if len(targets) == 0 or len(targets) != len(document_characters) \
+                or int(targets.sum()) != len(token_nll):
+            if len(targets):
+                logger.warning("per-document scores left out: %d scored targets, %d in the "
+                               "split's %d documents", len(token_nll), int(targets.sum()),
+                               len(targets))
+            return None
+        owner = np.repeat(np.arange(len(targets)), targets)  # (N,) document of each target
+        return cls(nll_nats=np.bincount(owner, weights=token_nll, minlength=len(targets)),
+                   tokens=targets, characters=np.asarray(document_characters, np.int64))
+
+
+@dataclass(frozen=True)
 class EvaluationResult:
     """Totals of one evaluation; every figure is derived from nll_nats, tokens and characters."""
 
@@ -40,11 +68,14 @@ class EvaluationResult:
     # mean NLL (nats) of the targets at each row position 1..T: position p predicts from p tokens
     # of context; empty when not measured (the n-gram baseline, an interpolated row)
     loss_by_position: tuple[float, ...] = field(default=())
+    # per test document, for intervals; None where not measured (a model without a likelihood)
+    documents: DocumentScores | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_totals(cls, nll_nats: float, tokens: int, correct: int | float,
                     characters: int, position_nll: np.ndarray | None = None,
-                    position_tokens: np.ndarray | None = None) -> "EvaluationResult":
+                    position_tokens: np.ndarray | None = None,
+                    documents: DocumentScores | None = None) -> "EvaluationResult":
         """Build a result from summed NLL, token and correct-prediction counts (and, optionally,
         per-position NLL sums and target counts, (T,) each)."""
         if tokens <= 0:
@@ -60,6 +91,7 @@ class EvaluationResult:
             loss_by_position=() if position_nll is None else tuple(
                 float(total / count) if count else math.nan
                 for total, count in zip(position_nll, position_tokens)),
+            documents=documents,
         )
 
     @classmethod
@@ -69,12 +101,14 @@ class EvaluationResult:
                    tokens=int(split.tokens), characters=int(split.characters))
 
     def to_dict(self) -> dict[str, float | int]:
-        return asdict(self)
+        """The totals (per-document scores are written on their own: document_scores.csv)."""
+        return {key: value for key, value in asdict(self).items() if key != "documents"}
 
 
 def _evaluation_step(model: "keras.Model") -> tf.types.experimental.GenericFunction:
     """A compiled forward pass returning (sum NLL float64, predicted tokens, correct argmax,
-    NLL summed per position (T,) float64, targets per position (T,))."""
+    NLL summed per position (T,) float64, targets per position (T,), the NLL of every
+    non-[PAD] target in row-major order (n,))."""
 
     @tf.function(reduce_retracing=True)
     def step(inputs: tf.Tensor, targets: tf.Tensor) -> tuple[tf.Tensor, ...]:
@@ -88,7 +122,8 @@ def _evaluation_step(model: "keras.Model") -> tf.types.experimental.GenericFunct
         correct = tf.logical_and(mask, tf.equal(predicted, targets))
         count = lambda flags, axis=None: tf.reduce_sum(tf.cast(flags, tf.int64), axis)  # noqa: E731
         return (tf.reduce_sum(nll), count(mask), count(correct),
-                tf.reduce_sum(nll, axis=0), count(mask, axis=0))  # ..., (T,), (T,)
+                tf.reduce_sum(nll, axis=0), count(mask, axis=0),  # ..., (T,), (T,)
+                tf.boolean_mask(nll, mask))  # (n,)
 
     return step
 
@@ -99,14 +134,17 @@ def evaluate_model(model: "keras.Model", split: "SplitData") -> EvaluationResult
     Sums are taken per batch on the device (NLL in float64) and accumulated on the host in
     float64, so the result equals exp(sum NLL / count) over the whole split — the same quantity
     the Perplexity metric accumulates during training. The same pass sums the NLL per row
-    position, for the loss-by-position plot: where recurrent and attention models differ.
+    position, for the loss-by-position plot: where recurrent and attention models differ, and
+    keeps each target's NLL, summed per document for the intervals (DocumentScores).
     """
     step = _evaluation_step(model)
     nll_nats, tokens, correct = 0.0, 0, 0
     position_nll, position_tokens = 0.0, 0  # become (T,) arrays after the first batch
+    token_nll = []
     for inputs, targets in split.dataset:
-        batch_nll, batch_tokens, batch_correct, batch_position_nll, batch_position_tokens = step(
-            inputs, targets)
+        (batch_nll, batch_tokens, batch_correct, batch_position_nll, batch_position_tokens,
+         batch_token_nll) = step(inputs, targets)
+        token_nll.append(batch_token_nll.numpy())
         nll_nats += float(batch_nll)
         tokens += int(batch_tokens)
         correct += int(batch_correct)
@@ -116,8 +154,12 @@ def evaluate_model(model: "keras.Model", split: "SplitData") -> EvaluationResult
         logger.warning("evaluation counted %d predicted tokens but the split reports %d: "
                        "bits/char uses the counted tokens' NLL and the split's %d characters",
                        tokens, split.tokens, split.characters)
+    documents = DocumentScores.summed(
+        np.concatenate(token_nll) if token_nll else np.zeros(0),
+        getattr(split, "document_targets", ()), getattr(split, "document_characters", ()))
     return EvaluationResult.from_totals(nll_nats, tokens, correct, split.characters,
-                                        np.atleast_1d(position_nll), np.atleast_1d(position_tokens))
+                                        np.atleast_1d(position_nll), np.atleast_1d(position_tokens),
+                                        documents)
 
 
 def token_log_probs(model: "keras.Model", split: "SplitData") -> tuple[np.ndarray, np.ndarray]:

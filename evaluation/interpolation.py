@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from evaluation.evaluate import EvaluationResult, token_log_probs
+from evaluation.evaluate import DocumentScores, EvaluationResult, token_log_probs
 
 if TYPE_CHECKING:
     import keras
@@ -95,12 +95,14 @@ class Interpolation:
     validation: EvaluationResult  # the mixture on the validation split (accuracy: NaN)
     test: EvaluationResult  # the mixture on the test split (accuracy: NaN)
     parameters: int  # the neural model's parameters + the n-gram model's stored n-grams
+    seed: int | None = None  # the neural model's training seed
 
     def report(self) -> "ModelReport":
         """The comparison table's row (no training time, speed or samples of its own)."""
         from evaluation.report import ModelReport  # report imports evaluate only; no cycle
 
-        return ModelReport(model=self.model, evaluation=self.test, parameters=self.parameters)
+        return ModelReport(model=self.model, evaluation=self.test, parameters=self.parameters,
+                           seed=self.seed)
 
     def summary(self) -> str:
         """One line for the log and the notebook."""
@@ -112,7 +114,7 @@ class Interpolation:
 
 
 def interpolate(neural_name: str, model: "keras.Model", parameters: int, language_model: "KneserNeyLM",
-                validation: "SplitData", test: "SplitData") -> Interpolation:
+                validation: "SplitData", test: "SplitData", seed: int | None = None) -> Interpolation:
     """Fit lam on `validation`, score the mixture on `test` (both packed causal splits)."""
     kn_name = f"kn_{language_model.order}gram"
     neural_validation = _neural_scores(model, validation)
@@ -126,7 +128,7 @@ def interpolate(neural_name: str, model: "keras.Model", parameters: int, languag
         kn_validation_perplexity=math.exp(-kn_validation.mean()),
         validation=_result(mixture_log_probs(weight, neural_validation, kn_validation), validation),
         test=_result(mixture_log_probs(weight, neural_test, kn_test), test),
-        parameters=int(parameters) + language_model.num_ngrams)
+        parameters=int(parameters) + language_model.num_ngrams, seed=seed)
 
 
 def _neural_scores(model: "keras.Model", split: "SplitData") -> np.ndarray:
@@ -155,4 +157,6 @@ def _paired(neural_log_probs: np.ndarray, kn_log_probs: np.ndarray) -> tuple[np.
 
 
 def _result(log_probs: np.ndarray, split: "SplitData") -> EvaluationResult:
-    return EvaluationResult.from_totals(-float(np.sum(log_probs)), len(log_probs), math.nan, split.characters)
+    documents = DocumentScores.summed(-log_probs, split.document_targets, split.document_characters)
+    return EvaluationResult.from_totals(-float(np.sum(log_probs)), len(log_probs), math.nan,
+                                        split.characters, documents=documents)

@@ -21,6 +21,8 @@ from evaluation.report import ModelReport
 from model_architectures.registry import family_names
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from evaluation.decoding_sweep import SweepPoint
     from training_assets.trainer import TrainingResult
 
@@ -133,32 +135,82 @@ def plot_validation_vs_time(results: Sequence["TrainingResult"], plots_dir: str 
     return _save(figure, plots_dir, "validation_perplexity_vs_time.png")
 
 
-def plot_test_metrics(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
-    """Test perplexity and bits/char per model; baselines drawn as horizontal reference lines."""
+def plot_test_metrics(reports: Sequence[ModelReport], plots_dir: str | Path,
+                      table: "pd.DataFrame | None" = None) -> Path:
+    """Test perplexity and bits/char per model; baselines drawn as horizontal reference lines.
+
+    With the comparison `table`, the bits/char panel shows each row's 95% interval (error bars,
+    and a shaded band around a baseline's line) and the figures are the table's (means over
+    seeds)."""
     # a model without a likelihood (a GAN) has no bar: its figures are not defined
     models = [report for report in reports
               if not report.baseline and math.isfinite(report.evaluation.perplexity)]
     baselines = [report for report in reports if report.baseline]
+    rows = None if table is None or "test_bits_per_char_low" not in table else table.set_index("model")
     figure = Figure(figsize=(12, 4.5), layout="constrained")
     axes = figure.subplots(1, 2)
     panels = (("perplexity", "Test perplexity (log scale)", True, ".1f"),
               ("bits_per_char", "Test bits per character", False, ".3f"))
     for axis, (field, label, log_scale, number) in zip(axes, panels):
         names = [report.model for report in models]
-        values = [getattr(report.evaluation, field) for report in models]
-        bars = axis.bar(names, values, color=[family_colour(name) for name in names])
-        axis.bar_label(bars, labels=[format(value, number) for value in values], fontsize="small")
+        values = [_table_value(rows, report, field) for report in models]
+        errors = _interval_errors(rows, names, values) if field == "bits_per_char" else None
+        bars = axis.bar(names, values, color=[family_colour(name) for name in names],
+                        yerr=errors, capsize=6 if errors is not None else 0,
+                        error_kw={"elinewidth": 1.2})
+        axis.bar_label(bars, labels=[format(value, number) for value in values], fontsize="small",
+                       padding=3)
         for baseline in baselines:
-            value = getattr(baseline.evaluation, field)
+            value = _table_value(rows, baseline, field)
             axis.axhline(value, color=family_colour(baseline.model), linestyle="--",
                          label=f"{baseline.model} baseline: {value:{number}}")
+            if field == "bits_per_char" and rows is not None and baseline.model in rows.index:
+                low, high = rows.loc[baseline.model, ["test_bits_per_char_low",
+                                                      "test_bits_per_char_high"]]
+                if math.isfinite(low) and math.isfinite(high):
+                    axis.axhspan(low, high, color=family_colour(baseline.model), alpha=0.12,
+                                 label=f"{baseline.model} 95% interval")
         if log_scale:
             _log_y(axis)
-        axis.set(title=label.split(" (")[0] + " (lower is better)", xlabel="Model", ylabel=label)
+        elif errors is not None:
+            tops = [v + e for v, e in zip(values, errors[1])] + [
+                _table_value(rows, b, field) for b in baselines]
+            bottoms = [v - e for v, e in zip(values, errors[0])] + [
+                _table_value(rows, b, field) for b in baselines]
+            finite = [x for x in tops + bottoms if math.isfinite(x)]
+            if finite:  # zoomed on the figures, so the intervals can be seen
+                span = max(finite) - min(finite) or 0.1
+                axis.set_ylim(min(finite) - 0.3 * span, max(finite) + 0.3 * span)
+        title = label.split(" (")[0] + " (lower is better)"
+        if errors is not None:
+            title += "\nbars: 95% bootstrap intervals over test documents"
+        axis.set(title=title, xlabel="Model", ylabel=label)
         axis.grid(axis="y", alpha=0.3, which="both")
         if baselines:
             axis.legend(fontsize="small")
     return _save(figure, plots_dir, "test_metrics.png")
+
+
+def _table_value(rows: "pd.DataFrame | None", report: ModelReport, field: str) -> float:
+    """The table's figure (mean over seeds) when there is a table row, else the report's own."""
+    column = f"test_{field}"
+    if rows is not None and report.model in rows.index and column in rows:
+        return float(rows.loc[report.model, column])
+    return getattr(report.evaluation, field)
+
+
+def _interval_errors(rows: "pd.DataFrame | None", names: Sequence[str],
+                     values: Sequence[float]) -> list[list[float]] | None:
+    """matplotlib's yerr [below, above] from the table's interval columns; None without them."""
+    if rows is None:
+        return None
+    below, above = [], []
+    for name, value in zip(names, values):
+        low, high = (rows.loc[name, ["test_bits_per_char_low", "test_bits_per_char_high"]]
+                     if name in rows.index else (math.nan, math.nan))
+        below.append(value - low if math.isfinite(low) else 0.0)
+        above.append(high - value if math.isfinite(high) else 0.0)
+    return [below, above]
 
 
 def plot_loss_by_position(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
@@ -226,7 +278,8 @@ def plot_quality_diversity(sweeps: Mapping[str, Sequence["SweepPoint"]],
 
 def plot_all(training_results: Sequence["TrainingResult"], reports: Sequence[ModelReport],
              plots_dir: str | Path,
-             sweeps: Mapping[str, Sequence["SweepPoint"]] | None = None) -> list[Path]:
+             sweeps: Mapping[str, Sequence["SweepPoint"]] | None = None,
+             table: "pd.DataFrame | None" = None) -> list[Path]:
     """Every figure of the comparison, as PNG paths in the order the notebook shows them.
 
     The quality-diversity figure only with a decoding sweep (`sweeps`: model -> its points).
@@ -234,7 +287,7 @@ def plot_all(training_results: Sequence["TrainingResult"], reports: Sequence[Mod
     paths = [plot_histories(training_results, plots_dir),
              plot_training_time(reports, plots_dir),
              plot_validation_vs_time(training_results, plots_dir),
-             plot_test_metrics(reports, plots_dir),
+             plot_test_metrics(reports, plots_dir, table),
              plot_loss_by_position(reports, plots_dir)]
     if sweeps:
         paths.append(plot_quality_diversity(sweeps, plots_dir))

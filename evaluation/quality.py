@@ -36,9 +36,18 @@ def known_word_share(generated: Sequence[str], training_documents: Iterable[str]
     same for training text); a word that was only punctuation is ignored. Samples pooled; NaN
     when they hold no word. Subword models that glue pieces into non-words score low.
     """
+    known, words = known_word_counts(generated, training_documents)
+    return float(known.sum() / words.sum()) if words.sum() else math.nan
+
+
+def known_word_counts(generated: Sequence[str],
+                      training_documents: Iterable[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per sample, its words found in the training split and its words ((N,) int each):
+    known_word_share is their ratio of sums, which its interval resamples by sample."""
     vocabulary = set(_normalised_words(training_documents))
-    words = list(_normalised_words(generated))
-    return sum(word in vocabulary for word in words) / len(words) if words else math.nan
+    per_sample = [list(_normalised_words([text])) for text in generated]
+    return (np.asarray([sum(word in vocabulary for word in words) for words in per_sample], np.int64),
+            np.asarray([len(words) for words in per_sample], np.int64))
 
 
 def _normalised_words(texts: Iterable[str]) -> Iterator[str]:

@@ -65,7 +65,7 @@ def test_the_table_row_has_no_likelihood_figures_and_every_sample_measure(experi
     assert "gan: test perplexity, bits/char and accuracy are not defined" in markdown
     samples = json.loads((result.artifacts[2]).read_text(encoding="utf-8"))
     assert len(samples["gan"]) == len(sample_prompts(config))
-    assert result.interpolation is None  # nothing to mix with the n-gram model
+    assert result.interpolations == []  # nothing to mix with the n-gram model
     assert "No model with a likelihood" in conclusions(result.runs, result.baseline)
 
 

@@ -142,7 +142,7 @@ def test_runner_fine_tunes_beside_a_from_scratch_family_on_the_same_characters(e
     losses = runs["gpt2"].training.history["loss"]
     assert losses[-1] < losses[0] * 0.8
     # The interpolation pairs the n-gram model with a model on its own tokens only.
-    assert result.interpolation is None or result.interpolation.model.startswith("gru+")
+    assert all(mixture.model.startswith("gru+") for mixture in result.interpolations)
     assert len(runs["gpt2"].samples) == len(sample_prompts(config))
     written = (Path(config.plots_dir) / "comparison.md").read_text(encoding="utf-8")
     assert "trainable_parameters" in written

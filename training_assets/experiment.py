@@ -27,17 +27,19 @@ from data_pipeline.manifests import write_json
 from data_pipeline.streaming import prepare_streamed, uses_streaming
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import KneserNeyLM, fit_kneser_ney, kneser_ney_report
-from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
+from evaluation.bleu import BleuReferences, bleu_4_scores, reference_sample, self_bleu_4_scores
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
 from evaluation.evaluate import EvaluationResult, evaluate_model
 from evaluation.generation import document_start_id, generate_timed
 from evaluation.generation_controls import GenerationControls
+from evaluation.intervals import DocumentBootstrap
 from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.ngram_sampling import generate_ngram
 from evaluation.plots import plot_all
-from evaluation.quality import distinct_n, known_word_share, longest_copied_words, memorisation_rate
-from evaluation.report import ModelReport, comparison_table, save_table
+from evaluation.quality import distinct_n, known_word_counts, longest_copied_words, memorisation_rate
+from evaluation.report import (ModelReport, SampleScores, comparison_table, document_bootstrap,
+                               document_scores_frame, group_by_model, save_table)
 from model_architectures.registry import FAMILIES, family_tokenizer
 from model_architectures.saving import load_trained_model
 from training_assets.cluster import config_for_this_process, is_chief, tuning_role
@@ -173,10 +175,20 @@ def tune_family(family: str, config: ExperimentConfig, environment: Environment,
 
 
 def train_family(family: str, hyperparameters: kt.HyperParameters, config: ExperimentConfig,
-                 environment: Environment, data: PreparedData) -> TrainingResult:
-    """Train the family with the values tuning kept (its best checkpoint is the result)."""
+                 environment: Environment, data: PreparedData, seed_index: int = 0) -> TrainingResult:
+    """Train the family with the values tuning kept (its best checkpoint is the result), at its
+    `seed_index`-th training seed (config.seed + seed_index)."""
     data = family_data(family, config, data)
-    return train_model(family, hyperparameters, data.datasets, config, environment.strategy, data.tokenizer)
+    return train_model(family, hyperparameters, data.datasets, config, environment.strategy,
+                       data.tokenizer, seed_index=seed_index)
+
+
+def train_seeds(family: str, hyperparameters: kt.HyperParameters, config: ExperimentConfig,
+                environment: Environment, data: PreparedData) -> list[TrainingResult]:
+    """The family trained config.seeds times with the same hyperparameters, one seed after
+    another; finished seeds are reused like a finished family."""
+    return [train_family(family, hyperparameters, config, environment, data, index)
+            for index in range(config.seeds)]
 
 
 def evaluate_family(training: TrainingResult, config: ExperimentConfig,
@@ -201,6 +213,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
     references = bleu_references(config, data)
     report = ModelReport(
         model=training.family,
+        seed=training.seed,
         evaluation=evaluation,
         parameters=training.parameters,
         trainable_parameters=training.trainable_parameters,
@@ -212,7 +225,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         note=None if model.has_likelihood else NO_LIKELIHOOD_NOTE,
     )
     sweep = []
-    if config.decoding_sweep:
+    if config.decoding_sweep and training.seed == config.seed:  # one sweep per family
         started = time.perf_counter()
         sweep = decoding_sweep(model, data.tokenizer, config, references, conditions)
         log.info("%s: decoding sweep of %d settings in %.1f s", training.family, len(sweep),
@@ -234,13 +247,19 @@ def bleu_references(config: ExperimentConfig, data: PreparedData) -> BleuReferen
     return BleuReferences(reference_sample(data.corpus.test, config.bleu_references, config.seed))
 
 
-def sample_measures(texts: list[str], corpus: Corpus, references: BleuReferences) -> dict[str, float]:
-    """The table's sample columns, the same for every row that samples."""
+def sample_measures(texts: list[str], corpus: Corpus, references: BleuReferences) -> dict[str, Any]:
+    """The table's sample columns, the same for every row that samples, and the per-sample
+    values their intervals resample."""
+    bleu, self_bleu = bleu_4_scores(texts, references), self_bleu_4_scores(texts)
+    known, words = known_word_counts(texts, corpus.train)
+    mean = lambda values: sum(values) / len(values) if values else math.nan  # noqa: E731
     return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
-            "known_word_share": known_word_share(texts, corpus.train),
+            "known_word_share": float(known.sum() / words.sum()) if words.sum() else math.nan,
             "memorised_share": memorisation_rate(texts, corpus.train),
-            "bleu_4": bleu_4(texts, references), "self_bleu_4": self_bleu_4(texts),
-            "longest_copied_words": longest_copied_words(texts, corpus.train)}
+            "bleu_4": mean(bleu), "self_bleu_4": mean(self_bleu),
+            "longest_copied_words": longest_copied_words(texts, corpus.train),
+            "sample_scores": SampleScores(tuple(bleu), tuple(self_bleu), tuple(known.tolist()),
+                                          tuple(words.tolist()))}
 
 
 def most_common_conditions(config: ExperimentConfig, corpus: Corpus) -> dict[str, str] | None:
@@ -276,51 +295,97 @@ def baseline_run(config: ExperimentConfig, data: PreparedData) -> BaselineRun:
 
 
 def interpolate_best(runs: list[FamilyRun], config: ExperimentConfig, data: PreparedData,
-                     baseline: BaselineRun | None = None) -> Interpolation | None:
-    """The neural model with the best validation perplexity, mixed per token with the n-gram model.
+                     baseline: BaselineRun | None = None) -> list[Interpolation]:
+    """The neural family with the best validation perplexity, mixed per token with the n-gram
+    model: one mixture per training seed of that family.
 
     Chosen on validation among the families on the project's tokenizer (they share it, so
     validation perplexity ranks them as validation bits/char would, and the n-gram model scores
-    the same tokens); the test split only scores the mixture. The n-gram model is `baseline`'s,
-    or fitted here. None, logged, when
-    config.kn_interpolation is off or the split layout cannot pair the two models' tokens.
+    the same tokens); the test split only scores the mixtures. The n-gram model is `baseline`'s,
+    or fitted here. Empty, logged, when config.kn_interpolation is off or the split layout cannot
+    pair the two models' tokens.
     """
     runs = [run for run in runs if not FAMILIES[run.family].brings_tokenizer]
     if not config.kn_interpolation or not runs:
-        return None
+        return []
     problem = pairing_problem(config)
     if problem:
         log.info("no n-gram interpolation row: %s", problem)
-        return None
-    best = min(runs, key=lambda run: _best_validation_perplexity(run.training))
-    if not math.isfinite(_best_validation_perplexity(best.training)):
+        return []
+    by_family = {}
+    for run in runs:
+        by_family.setdefault(run.family, []).append(run)
+    family = min(by_family, key=lambda name: _mean_log_perplexity(by_family[name]))
+    if not math.isfinite(_mean_log_perplexity(by_family[family])):
         log.info("no n-gram interpolation row: no model has a finite validation perplexity")
-        return None
-    model = load_trained_model(best.training.checkpoint_path)
+        return []
     language_model = (baseline.language_model if baseline is not None else
                       fit_kneser_ney(data.datasets, config.kn_order, config.kn_max_train_tokens))
-    mixture = interpolate(best.family, model, best.report.parameters or 0, language_model,
-                          data.datasets.validation, data.datasets.test)
-    log.info("interpolation %s", mixture.summary())
-    return mixture
+    mixtures = []
+    for run in by_family[family]:
+        model = load_trained_model(run.training.checkpoint_path)
+        mixture = interpolate(family, model, run.report.parameters or 0, language_model,
+                              data.datasets.validation, data.datasets.test, seed=run.training.seed)
+        log.info("interpolation %s", mixture.summary())
+        mixtures.append(mixture)
+    return mixtures
 
 
-def _best_validation_perplexity(training: TrainingResult) -> float:
-    finite = [value for value in training.history.get("val_perplexity", []) if math.isfinite(value)]
-    return min(finite, default=math.inf)
+def _mean_log_perplexity(runs: list[FamilyRun]) -> float:
+    """Mean over a family's seeds of ln(best validation perplexity): inf if any seed has none."""
+    return sum(math.log(run.training.best_validation_perplexity) for run in runs) / len(runs)
+
+
+def best_on_validation(runs: list[FamilyRun], config: ExperimentConfig,
+                       data: PreparedData) -> FamilyRun | None:
+    """The run with the lowest validation bits/char: what samples are shown from and what the
+    panel and the generate command point to. Never chosen on test. Bits per character, not
+    perplexity, so a family with its own tokenizer is ranked on the same scale."""
+    def validation_bits_per_char(run: FamilyRun) -> float:
+        perplexity = run.training.best_validation_perplexity
+        split = family_data(run.family, config, data).datasets.validation
+        return math.log2(perplexity) * split.tokens / max(split.characters, 1)
+
+    ranked = [run for run in runs if math.isfinite(run.training.best_validation_perplexity)]
+    return min(ranked, key=validation_bits_per_char) if ranked else None
+
+
+def best_checkpoints(runs: list[FamilyRun], config: ExperimentConfig, data: PreparedData) -> list[str]:
+    """One checkpoint per family for the panel: its seed with the lowest validation bits/char
+    (its first seed when none has a validation figure, e.g. a GAN)."""
+    chosen = []
+    for family in dict.fromkeys(run.family for run in runs):
+        seeds = [run for run in runs if run.family == family]
+        chosen.append((best_on_validation(seeds, config, data) or seeds[0]).training.checkpoint_path)
+    return chosen
+
+
+def all_reports(runs: list[FamilyRun], baseline: BaselineRun | None,
+                interpolations: list[Interpolation] | Interpolation | None = None) -> list[ModelReport]:
+    """Every trained model's report (each family at each seed), the baseline's and the mixtures'."""
+    if isinstance(interpolations, Interpolation):
+        interpolations = [interpolations]
+    return ([run.report for run in runs] + ([baseline.report] if baseline else [])
+            + [mixture.report() for mixture in interpolations or []])
 
 
 def write_results(runs: list[FamilyRun], baseline: BaselineRun | None, config: ExperimentConfig,
-                  interpolation: Interpolation | None = None) -> tuple[pd.DataFrame, list[Path]]:
-    """The comparison table, the samples and the plots; only the chief writes, so workers never clash."""
-    reports = ([run.report for run in runs] + ([baseline.report] if baseline else [])
-               + ([interpolation.report()] if interpolation else []))
-    table = comparison_table(reports)
+                  interpolations: list[Interpolation] | Interpolation | None = None
+                  ) -> tuple[pd.DataFrame, list[Path]]:
+    """The comparison table, the per-document scores behind its intervals, the samples and the
+    plots; only the chief writes, so workers never clash."""
+    started = time.perf_counter()
+    reports = all_reports(runs, baseline, interpolations)
+    table = comparison_table(reports, config.bootstrap_resamples, config.seed)
+    log.info("intervals: %d bootstrap resamples of the test documents in %.2f s",
+             config.bootstrap_resamples, time.perf_counter() - started)
     if not is_chief():
         return table, []
-    paths = save_table(table, config.plots_dir, tokenizer_notes(runs))
-    samples_path = Path(config.plots_dir) / "samples.json"  # per family, in prompt order
-    samples = {run.family: run.samples for run in runs}
+    plots_dir = Path(config.plots_dir)
+    paths = save_table(table, plots_dir, tokenizer_notes(runs))
+    samples_path = plots_dir / "samples.json"  # per family (and further seed), in prompt order
+    first = [run for run in runs if run.training.seed == config.seed]  # one run per family
+    samples = {_run_name(run, config): run.samples for run in runs}
     sweeps = {run.family: run.sweep for run in runs if run.sweep}
     if baseline is not None:
         samples[baseline.report.model] = baseline.samples
@@ -329,11 +394,36 @@ def write_results(runs: list[FamilyRun], baseline: BaselineRun | None, config: E
     write_json(samples_path, samples)
     paths.append(samples_path)
     if sweeps:
-        sweep_path = Path(config.plots_dir) / "decoding_sweep.csv"
+        sweep_path = plots_dir / "decoding_sweep.csv"
         sweep_table(sweeps).to_csv(sweep_path, index=False)
         paths.append(sweep_path)
-    paths += plot_all([run.training for run in runs], reports, config.plots_dir, sweeps)
+    scores_path = plots_dir / "document_scores.csv"  # see evaluation.report.DOCUMENT_SCORE_COLUMNS
+    document_scores_frame(reports).to_csv(scores_path, index=False)
+    seeds_path = plots_dir / "comparison_by_seed.csv"
+    seed_table(runs).to_csv(seeds_path, index=False)
+    paths += [scores_path, seeds_path]
+    first_reports = [report for report in reports if report.seed in (None, config.seed)]
+    paths += plot_all([run.training for run in first], first_reports, plots_dir, sweeps, table)
     return table, paths
+
+
+def _run_name(run: FamilyRun, config: ExperimentConfig) -> str:
+    """'gru' for a family's first seed, 'gru (seed 43)' for the others."""
+    return run.family if run.training.seed == config.seed else f"{run.family} (seed {run.training.seed})"
+
+
+def seed_table(runs: list[FamilyRun]) -> pd.DataFrame:
+    """One line per trained model (family x seed): how far seeds alone move the figures."""
+    return pd.DataFrame([{
+        "model": run.family, "seed": run.training.seed,
+        "test_bits_per_char": run.report.evaluation.bits_per_char,
+        "best_validation_perplexity": run.training.best_validation_perplexity,
+        "epochs": len(run.training.epoch_seconds), "train_seconds": run.training.train_seconds,
+        "train_tokens_per_second": run.training.train_tokens_per_second,
+        "stopped_reason": run.training.stopped_reason, "checkpoint": run.training.checkpoint_path,
+    } for run in runs], columns=["model", "seed", "test_bits_per_char", "best_validation_perplexity",
+                                 "epochs", "train_seconds", "train_tokens_per_second",
+                                 "stopped_reason", "checkpoint"])
 
 
 def tokenizer_notes(runs: list[FamilyRun]) -> list[str]:
@@ -355,7 +445,8 @@ class ExperimentResult:
     baseline: BaselineRun | None
     table: pd.DataFrame
     artifacts: list[Path]
-    interpolation: Interpolation | None = None
+    interpolations: list[Interpolation] = field(default_factory=list)  # one per seed of the family
+    conclusions: str = ""  # what the figures support (experiment.conclusions)
 
 
 def run_experiment(config: ExperimentConfig | Mapping[str, Any],
@@ -391,55 +482,140 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     for family in config.models_to_run:
         log.info("== %s: tuning and training", family)
         tuning = tune_family(family, config, environment, data)
-        training = train_family(family, tuning.hyperparameters, config, environment, data)
-        run = evaluate_family(training, config, data)
-        log.info("== %s: test perplexity %.2f, %.3f bits/char, %s", family,
-                 run.report.evaluation.perplexity, run.report.evaluation.bits_per_char,
-                 training.stopped_reason)
-        runs.append(run)
+        for training in train_seeds(family, tuning.hyperparameters, config, environment, data):
+            run = evaluate_family(training, config, data)
+            log.info("== %s (seed %d): test perplexity %.2f, %.3f bits/char, %s", family,
+                     training.seed, run.report.evaluation.perplexity,
+                     run.report.evaluation.bits_per_char, training.stopped_reason)
+            runs.append(run)
     baseline = baseline_run(config, data)
-    interpolation = interpolate_best(runs, config, data, baseline)
-    table, artifacts = write_results(runs, baseline, config, interpolation)
+    interpolations = interpolate_best(runs, config, data, baseline)
+    table, artifacts = write_results(runs, baseline, config, interpolations)
     log.info("comparison:\n%s", table.to_string())
+    summary = conclusions(runs, baseline, interpolations, config.bootstrap_resamples, config.seed,
+                          best_on_validation(runs, config, data))
+    log.info("conclusions:\n%s", summary)
     log.info("done in %.0f s; wrote %s", time.perf_counter() - started,
              ", ".join(str(p) for p in artifacts))
-    return ExperimentResult(environment, data, runs, baseline, table, artifacts, interpolation)
+    return ExperimentResult(environment, data, runs, baseline, table, artifacts, interpolations,
+                            summary)
 
 
 def conclusions(runs: list[FamilyRun], baseline: BaselineRun | None,
-                interpolation: Interpolation | None = None) -> str:
-    """A few sentences drawn from the measured figures: the winner, the bar, the mix, the cost."""
+                interpolations: list[Interpolation] | Interpolation | None = None,
+                resamples: int = 1000, seed: int = 0, chosen: FamilyRun | None = None) -> str:
+    """A few sentences the measured figures support: a winner only when its difference from
+    the runner-up is significant at 5% after Holm's correction, otherwise which rows are tied,
+    with the interval; the same for the n-gram bar and the mixture. `chosen`: the run picked
+    on validation for samples and generation (best_on_validation)."""
     if not runs:
         return "No model was trained."
-    ranked = sorted((run for run in runs if math.isfinite(run.report.evaluation.bits_per_char)),
-                    key=lambda run: run.report.evaluation.bits_per_char)
+    reports = all_reports(runs, baseline, interpolations)
+    families = group_by_model([run.report for run in runs])
+    ranked = sorted((name for name, group in families.items()
+                     if all(math.isfinite(r.evaluation.bits_per_char) for r in group)),
+                    key=lambda name: _mean_bits(families[name]))
     if not ranked:
         return "No model with a likelihood was trained: compare the sample measures in the table."
-    best = ranked[0].report
-    lines = [f"- **Best model: {best.model}**, {best.evaluation.bits_per_char:.3f} bits per "
-             f"character (test perplexity {best.evaluation.perplexity:.1f}), "
-             f"{best.parameters:,} parameters, trained in {best.train_seconds:.0f} s."]
+    bootstrap = document_bootstrap(reports, resamples, seed)
+    if bootstrap is None or any(name not in bootstrap.rows for name in ranked):
+        return _plain_conclusions(runs, families, ranked, baseline)
+    best = ranked[0]
+    lines = [_winner_line(best, ranked, families, bootstrap)]
+    if baseline is not None and baseline.report.model in bootstrap.rows:
+        lines.append(_baseline_line(baseline.report.model, ranked, bootstrap))
+    mixtures = [name for name in group_by_model(reports) if "+" in name and name in bootstrap.rows]
+    for mixture in mixtures:
+        neural = mixture.split("+", 1)[0]
+        difference = bootstrap.difference(mixture, neural)
+        verdict = ("below" if difference.value < 0 else "above") if difference.significant() \
+            else "tied with"
+        lines.append(f"- Mixed per token with the n-gram model (weight fitted on validation): "
+                     f"**{mixture}**, {_figure(bootstrap, mixture)}; {verdict} {neural} alone "
+                     f"({difference.describe()}): what each model knows that the other does not.")
+    for name in ranked[1:]:
+        report = families[name][0]
+        lines.append(f"- {name}: {_figure(bootstrap, name)}, {report.parameters:,} parameters, "
+                     f"{_mean_of(families[name], 'train_seconds'):.0f} s of training.")
+    fastest = min(ranked, key=lambda name: _mean_of(families[name], "generation_ms_per_token"))
+    lines.append(f"- Fastest generation: {fastest}, "
+                 f"{_mean_of(families[fastest], 'generation_ms_per_token'):.2f} ms per token.")
+    if chosen is not None:
+        lines.append(f"- Samples, the panel and generation use **{chosen.family}** (seed "
+                     f"{chosen.training.seed}), the lowest validation bits/char (chosen on "
+                     f"validation, never on test): `python -m evaluation.generate --model "
+                     f"{chosen.training.checkpoint_path} --prompt \"...\"`.")
+    return "\n".join(lines)
+
+
+def _mean_bits(group: list[ModelReport]) -> float:
+    return sum(report.evaluation.bits_per_char for report in group) / len(group)
+
+
+def _mean_of(group: list[ModelReport], field_name: str) -> float:
+    values = [getattr(report, field_name) for report in group if getattr(report, field_name) is not None]
+    return sum(values) / len(values) if values else math.nan
+
+
+def _figure(bootstrap: DocumentBootstrap, model: str) -> str:
+    """'2.148 bits/char (95% interval 2.131 to 2.165)', with the seeds' mean and spread."""
+    interval, row = bootstrap.interval(model), bootstrap.rows[model]
+    seeds = (f", mean of {row.seeds} seeds, between-seed sd {row.seed_sd:.3f}"
+             if row.seeds > 1 else "")
+    return (f"{interval.value:.3f} bits/char (95% interval {interval.low:.3f} to "
+            f"{interval.high:.3f}{seeds})")
+
+
+def _winner_line(best: str, ranked: list[str], families: dict[str, list[ModelReport]],
+                 bootstrap: DocumentBootstrap) -> str:
+    report = families[best][0]
+    cost = (f"{report.parameters:,} parameters, {_mean_of(families[best], 'train_seconds'):.0f} s "
+            "of training")
+    if len(ranked) == 1:
+        return f"- **Only model: {best}**, {_figure(bootstrap, best)}, {cost}."
+    differences = bootstrap.versus(ranked, best)  # Holm over the other families
+    tied = [name for name in ranked[1:] if not differences[name].significant()]
+    runner_up = ranked[1]
+    if not tied:
+        return (f"- **Best model: {best}**, {_figure(bootstrap, best)}, {cost}; significantly "
+                f"below the runner-up {runner_up} ({differences[runner_up].describe()}, "
+                "Holm-corrected).")
+    ties = "; ".join(f"{best} and {name} are tied: difference {differences[name].describe()}"
+                     for name in tied)
+    return (f"- **No single winner**: {ties} (Holm-corrected; a tie means the test set cannot "
+            f"tell them apart at 5%). {best} has the lowest figure, {_figure(bootstrap, best)}, "
+            f"{cost}. More test documents or `seeds` would narrow the interval.")
+
+
+def _baseline_line(bar: str, ranked: list[str], bootstrap: DocumentBootstrap) -> str:
+    differences = bootstrap.versus([*ranked, bar], bar)  # Holm over the families
+    beats = [name for name in ranked if differences[name].significant() and differences[name].value < 0]
+    tied = [name for name in ranked if not differences[name].significant()]
+    worse = [name for name in ranked if name not in beats and name not in tied]
+    parts = []
+    if beats:
+        parts.append("beaten by " + ", ".join(f"{name} ({differences[name].describe()})"
+                                              for name in beats))
+    if tied:
+        parts.append("tied with " + ", ".join(f"{name} ({differences[name].describe()})"
+                                              for name in tied))
+    if worse:
+        parts.append("not reached by " + ", ".join(f"{name} ({differences[name].describe()})"
+                                                   for name in worse))
+    advice = ("" if beats else " No neural model beats it significantly yet: train longer or "
+              "larger (`train_time_budget_seconds`, `final_training_epochs`) or add `seeds`.")
+    return (f"- The {bar} baseline scores {_figure(bootstrap, bar)}; " + "; ".join(parts)
+            + " (differences from it, Holm-corrected)." + advice)
+
+
+def _plain_conclusions(runs: list[FamilyRun], families: dict[str, list[ModelReport]],
+                       ranked: list[str], baseline: BaselineRun | None) -> str:
+    """Without per-document scores (a layout that cannot be split by document): the figures
+    alone, and no claim of a winner."""
+    lines = [f"- {name}: {_mean_bits(families[name]):.3f} bits per character"
+             for name in ranked]
     if baseline is not None:
-        bar = baseline.report.evaluation.bits_per_char
-        beaten = [run.family for run in ranked if run.report.evaluation.bits_per_char < bar]
-        margin = bar - best.evaluation.bits_per_char
-        lines.append(f"- The {baseline.report.model} baseline scores {bar:.3f} bits per character; "
-                     + (f"beaten by {', '.join(beaten)}; {best.model} is {margin:.3f} bits per "
-                        f"character ({margin / bar:.1%}) below it." if beaten else
-                        f"no neural model beats it yet ({best.model} is {-margin:.3f} bits per "
-                        "character above it): train longer or larger "
-                        "(`final_training_epochs`, `train_time_budget_seconds`)."))
-    if interpolation is not None:
-        mixed = interpolation.test.bits_per_char
-        lines.append(f"- Mixed per token with the n-gram model ({interpolation.weight:.2f} neural, "
-                     f"fitted on validation): **{interpolation.model}**, {mixed:.3f} bits per "
-                     f"character, {best.evaluation.bits_per_char - mixed:.3f} below {best.model} "
-                     "alone: what each model knows that the other does not.")
-    for run in ranked[1:]:
-        gap = run.report.evaluation.bits_per_char - best.evaluation.bits_per_char
-        lines.append(f"- {run.family}: +{gap:.3f} bits per character, {run.report.parameters:,} "
-                     f"parameters, {run.report.train_seconds:.0f} s of training.")
-    fastest = min(runs, key=lambda run: run.report.generation_ms_per_token)
-    lines.append(f"- Fastest generation: {fastest.family}, "
-                 f"{fastest.report.generation_ms_per_token:.2f} ms per token.")
+        lines.append(f"- {baseline.report.model}: {baseline.report.evaluation.bits_per_char:.3f} "
+                     "bits per character")
+    lines.append("- No per-document scores, so no interval: the ranking above may be noise.")
     return "\n".join(lines)

@@ -20,10 +20,11 @@ def seed_everything(config: ExperimentConfig) -> None:
     """Reset every random state to config.seed and turn on op determinism (if config.deterministic).
 
     Called at the start of the experiment and again right before each model is built (the final
-    training of a family, every tuning trial), so a model's figures do not depend on what ran
-    before it in the process. Op determinism stays on for the rest of the process.
+    training of a family at each of its seeds, every tuning trial), so a model's initial weights
+    and dropout follow its seed, not what ran before it in the process. Without op determinism
+    the seed still sets them; kernels may then sum in another order from run to run. Op
+    determinism stays on for the rest of the process.
     """
-    if not config.deterministic:
-        return
     keras.utils.set_random_seed(config.seed)
-    tf.config.experimental.enable_op_determinism()
+    if config.deterministic:
+        tf.config.experimental.enable_op_determinism()

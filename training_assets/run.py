@@ -54,7 +54,12 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError, FolderInUseError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(result.table.to_string())
+    if not result.table.empty:
+        from evaluation.report import markdown_table
+
+        print(markdown_table(result.table))
+        print()
+    print(result.conclusions)
     return 0
 
 

@@ -1,6 +1,7 @@
 """Final training of one model family with its best hyperparameters: checkpoints, resume, timings.
 
-Files, for family `f` in config.models_dir:
+Files, for family `f` in config.models_dir (with CONFIG `seeds` > 1, the family's further
+training seeds s write the same files named `f.seed<s>`: gru.seed43.keras, ...):
   f.keras               best epoch so far (ModelCheckpoint on val_perplexity)
   f.manifest.json       what the checkpoint is: family, hyperparameters, vocabulary, tokenizer, config
   f.history.csv         one row per epoch (CSVLogger, appended when a killed run resumes)
@@ -62,7 +63,7 @@ NOT_TRAINING_KEYS = frozenset({
     "repetition_penalty", "no_repeat_ngram_size", "stop_strings", "min_new_tokens",
     "tokenizer_path", "download_dir", "live_progress",
     "bleu_references", "decoding_sweep", "decoding_sweep_temperatures", "decoding_sweep_top_p",
-    "decoding_sweep_samples", "measure_samples",
+    "decoding_sweep_samples", "measure_samples", "seeds", "bootstrap_resamples",
 })
 
 
@@ -80,6 +81,14 @@ class TrainingResult:
     stopped_reason: str
     reused: bool = False  # True: a finished checkpoint of the same run, not trained again
     trainable_parameters: int | None = None  # those the optimizer updates (LoRA: the adapters)
+    seed: int = 0  # the training seed: initial weights, data order, dropout
+
+    @property
+    def best_validation_perplexity(self) -> float:
+        """The lowest finite validation perplexity of any epoch (inf if none): how runs are
+        chosen, never by a test figure."""
+        finite = [v for v in self.history.get("val_perplexity", []) if math.isfinite(v)]
+        return min(finite, default=math.inf)
 
 
 @dataclass(frozen=True)
@@ -91,15 +100,17 @@ class TrainingPaths:
     tensorboard: Path
 
     @classmethod
-    def for_family(cls, models_dir: str | os.PathLike, family: str) -> "TrainingPaths":
-        root = Path(models_dir)
-        return cls(checkpoint=root / f"{family}.keras", manifest=root / f"{family}.manifest.json",
-                   history=root / f"{family}.history.csv",
-                   backup=Path(backup_dir(root / ".backup" / family)),
-                   tensorboard=root / "tensorboard" / family)
+    def for_family(cls, models_dir: str | os.PathLike, family: str,
+                   seed: int | None = None) -> "TrainingPaths":
+        """The files of `family` (at a further training `seed`: `family.seed<seed>.*`)."""
+        root, name = Path(models_dir), family if seed is None else f"{family}.seed{seed}"
+        return cls(checkpoint=root / f"{name}.keras", manifest=root / f"{name}.manifest.json",
+                   history=root / f"{name}.history.csv",
+                   backup=Path(backup_dir(root / ".backup" / name)),
+                   tensorboard=root / "tensorboard" / name)
 
 
-def epoch_source(datasets: Datasets, steps: int) -> tf.data.Dataset:
+def epoch_source(datasets: Datasets, steps: int, shuffle_seed: int | None = None) -> tf.data.Dataset:
     """The training batches for one `fit`: a fresh dataset, repeated when an epoch is shorter than
     one pass.
 
@@ -107,7 +118,7 @@ def epoch_source(datasets: Datasets, steps: int) -> tf.data.Dataset:
     a dataset between epochs when steps_per_epoch is given, so without repeat() a capped epoch
     would run out of batches after one pass (each pass still reshuffles).
     """
-    dataset = datasets.train.fresh_dataset()
+    dataset = datasets.train.fresh_dataset(shuffle_seed)
     return dataset.repeat() if steps < datasets.train.steps else dataset
 
 
@@ -123,16 +134,22 @@ def training_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> in
 
 def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Datasets, config: ExperimentConfig,
                 strategy: tf.distribute.Strategy, tokenizer: TextTokenizer, *,
-                callbacks: Sequence[keras.callbacks.Callback] = ()) -> TrainingResult:
+                callbacks: Sequence[keras.callbacks.Callback] = (),
+                seed_index: int = 0) -> TrainingResult:
     """Train `family` with `hyperparameters`, keep the best epoch in `<models_dir>/<family>.keras`.
 
     A run killed mid-way resumes from its last finished epoch when config.resume is set.
     `callbacks` are extra Keras callbacks (e.g. printing samples each epoch), run after ours.
+    `seed_index` k > 0: the family's (k+1)-th training seed, config.seed + k, for its initial
+    weights, data order and dropout (the split stays config.seed's), in its own files.
     """
-    paths = TrainingPaths.for_family(config.models_dir, family)
+    seed = config.seed + seed_index
+    if seed_index:
+        config = config.model_copy(update={"seed": seed})
+    paths = TrainingPaths.for_family(config.models_dir, family, seed if seed_index else None)
     identity = run_identity(family, hyperparameters, datasets, tokenizer, config)
     if not config.retrain:
-        finished = finished_training(paths, identity, datasets)
+        finished = finished_training(paths, identity, datasets, seed)
         if finished is not None:
             return finished
     steps = training_steps_per_epoch(datasets, config)
@@ -183,7 +200,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
     if finished_epochs:
         logger.info("%s: resuming after epoch %d of %d from %s", family, finished_epochs,
                     config.final_training_epochs, paths.backup)
-    model.fit(epoch_source(datasets, steps), validation_data=datasets.validation.dataset,
+    model.fit(epoch_source(datasets, steps, seed), validation_data=datasets.validation.dataset,
               epochs=config.final_training_epochs,
               steps_per_epoch=steps,
               callbacks=all_callbacks, shuffle=False, verbose=2)  # tf.data shuffles
@@ -200,7 +217,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
                        paths.checkpoint)
         model.save(paths.checkpoint)
     result = _result(family, hyperparameters, rows, datasets, model.count_params(), paths, guard.diverged, reason,
-                     trainable_parameters(model))
+                     trainable_parameters(model), seed)
     write_json(paths.manifest, {**manifest, "training": {
         "stopped_reason": reason, "diverged": guard.diverged, "epochs": len(rows),
         "best_epoch": best_epoch, "train_seconds": result.train_seconds,
@@ -242,7 +259,7 @@ def trainable_parameters(model: keras.Model) -> int:
 
 
 def finished_training(paths: TrainingPaths, identity: dict[str, Any],
-                      datasets: Datasets) -> TrainingResult | None:
+                      datasets: Datasets, seed: int = 0) -> TrainingResult | None:
     """The result of this run's finished training, read back from its files; None if there is none.
 
     Finished means: the manifest matches `identity` and records how training ended, the checkpoint
@@ -260,7 +277,7 @@ def finished_training(paths: TrainingPaths, identity: dict[str, Any],
                 identity["family"], paths.checkpoint, training.get("stopped_reason"))
     result = _result(identity["family"], saved["hyperparameters"], rows, datasets,
                      int(saved.get("parameters", 0)), paths, bool(training.get("diverged")),
-                     str(training.get("stopped_reason")), saved.get("trainable_parameters"))
+                     str(training.get("stopped_reason")), saved.get("trainable_parameters"), seed)
     result.reused = True
     return result
 
@@ -356,7 +373,7 @@ def _best_epoch(rows: list[dict[str, float]]) -> int | None:
 
 def _result(family: str, hyperparameters: kt.HyperParameters | dict[str, Any], rows: list[dict[str, float]], datasets: Datasets,
             parameters: int, paths: TrainingPaths, diverged: bool, reason: str,
-            trainable: int | None = None) -> TrainingResult:
+            trainable: int | None = None, seed: int = 0) -> TrainingResult:
     skip = {"epoch", *TIMING_KEYS}
     history = {key: [row[key] for row in rows] for key in (rows[0] if rows else {}) if key not in skip}
     epoch_seconds = [row.get("epoch_seconds", math.nan) for row in rows]
@@ -365,7 +382,8 @@ def _result(family: str, hyperparameters: kt.HyperParameters | dict[str, Any], r
         epoch_seconds=epoch_seconds, train_seconds=float(sum(epoch_seconds)),
         train_tokens_per_second=_tokens_per_second(rows, tokens_per_step(datasets)),
         parameters=int(parameters), checkpoint_path=str(paths.checkpoint), diverged=diverged,
-        stopped_reason=reason, trainable_parameters=None if trainable is None else int(trainable))
+        stopped_reason=reason, trainable_parameters=None if trainable is None else int(trainable),
+        seed=int(seed))
 
 
 def _tokens_per_second(rows: list[dict[str, float]], tokens_per_step: float) -> float:
