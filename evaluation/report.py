@@ -202,14 +202,14 @@ def _pooled_row(group: Sequence[ModelReport], bootstrap: DocumentBootstrap | Non
     pooled = [report.sample_scores for report in group if report.sample_scores is not None]
     if pooled:
         for name, interval in _sample_intervals(pooled, resamples, seed).items():
-            row.update({name: interval.value, f"{name}_low": interval.low,
-                        f"{name}_high": interval.high})
+            row.update({f"{name}_low": interval.low, f"{name}_high": interval.high})
     return row
 
 
 def _sample_intervals(scores: Sequence[SampleScores], resamples: int,
                       seed: int) -> dict[str, Interval]:
-    """The sample columns' intervals, resampling the samples of every seed together."""
+    """The sample columns' intervals, resampling the samples of every seed together (the
+    columns themselves stay the mean of each seed's figure)."""
     pooled = lambda name: [value for s in scores for value in getattr(s, name)]  # noqa: E731
     return {"bleu_4": mean_interval(pooled("bleu_4"), resamples, seed),
             "self_bleu_4": mean_interval(pooled("self_bleu_4"), resamples, seed),

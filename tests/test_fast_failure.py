@@ -81,6 +81,9 @@ BAD_INPUTS = {
                              "a date column is bucketed with one of ['publish_date:year'"),
     "missing condition column": ({"data_file": "news.csv", "condition_columns": ["category"]},
                                  "has no column 'category' named in condition_columns"),
+    "no training seed": ({"seeds": 0}, "'seeds'] = 0: give a whole number of training seeds"),
+    "too few bootstrap resamples": ({"bootstrap_resamples": 100},
+                                    "a 95% interval needs at least 200 bootstrap resamples"),
 }
 
 

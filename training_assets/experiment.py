@@ -252,7 +252,7 @@ def sample_measures(texts: list[str], corpus: Corpus, references: BleuReferences
     values their intervals resample."""
     bleu, self_bleu = bleu_4_scores(texts, references), self_bleu_4_scores(texts)
     known, words = known_word_counts(texts, corpus.train)
-    mean = lambda values: sum(values) / len(values) if values else math.nan  # noqa: E731
+    mean = lambda values: math.fsum(values) / len(values) if values else math.nan  # noqa: E731
     return {"distinct_1": distinct_n(texts, 1), "distinct_2": distinct_n(texts, 2),
             "known_word_share": float(known.sum() / words.sum()) if words.sum() else math.nan,
             "memorised_share": memorisation_rate(texts, corpus.train),
