@@ -28,9 +28,6 @@ def resolve_clock(setting: str, strategy: tf.distribute.Strategy | None = None) 
 def _has_accelerator(strategy: tf.distribute.Strategy | None) -> bool:
     if isinstance(strategy, tf.distribute.TPUStrategy):
         return True
-    devices = getattr(getattr(strategy, "extended", None), "worker_devices", ()) or ()
-    if any(kind in device.upper() for device in devices for kind in ("GPU", "TPU")):
-        return True
     return bool(tf.config.list_logical_devices("GPU") or tf.config.list_logical_devices("TPU"))
 
 
