@@ -84,7 +84,8 @@ class TimeBudget(keras.callbacks.Callback):
         elapsed = self.clock() - self._start
         # every worker of a cluster must stop at the same step: any worker's clock decides for all
         if self.reason is None and any_worker(elapsed >= self.seconds, self.model.distribute_strategy):
-            self.reason = (f"time budget of {self.seconds:g} {self.unit} reached after {elapsed:.1f} {self.unit} "
+            self.reason = (f"time budget of {self.seconds:g} {self.unit} reached after "
+                           f"{elapsed:.1f} {self.unit} "
                            f"(epoch {self._epoch + 1}, step {batch + 1})")
             logger.info("stopping: %s", self.reason)
             self.model.stop_training = True
@@ -160,7 +161,8 @@ def time_budget_callbacks(seconds: float | None, schedule: float | WarmupCosineD
     seconds_now = clock_seconds(clock)
     budget = TimeBudget(seconds, seconds_now, CLOCK_UNITS[clock])
     if isinstance(schedule, WarmupCosineDecay):
-        return budget, [budget, ScheduleToTimeBudget(schedule, budget.seconds, steps_per_epoch, clock=seconds_now)]
+        return budget, [budget, ScheduleToTimeBudget(schedule, budget.seconds, steps_per_epoch,
+                                                     clock=seconds_now)]
     return budget, [budget]
 
 

@@ -119,8 +119,9 @@ class FamilyHyperModel(kt.HyperModel):
             callbacks: Sequence[keras.callbacks.Callback] = (), **kwargs: Any) -> dict[str, float]:
         """The best epoch's metrics, as keras-tuner would take them, with all the steps the trial ran."""
         # keras-tuner builds the trial's model right before fitting it: self.schedule is its schedule.
+        clock = resolve_clock(self.config.budget_clock, self.strategy)
         _, budget = time_budget_callbacks(self.config.tuning_time_budget_seconds, self.schedule,
-                                          self.steps_per_epoch, resolve_clock(self.config.budget_clock, self.strategy))
+                                          self.steps_per_epoch, clock)
         counter = TrialSteps(self.steps_per_epoch)
         # a fresh training dataset, so a trial's batches do not depend on earlier trials
         history = model.fit(epoch_source(self.datasets, self.steps_per_epoch), *args,
