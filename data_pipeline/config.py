@@ -108,6 +108,10 @@ class ExperimentConfig(BaseModel):
     final_training_epochs: int = Field(default=3, ge=1)
     steps_per_epoch: int | None = Field(default=None, ge=1)
     train_time_budget_seconds: float | None = Field(default=None, gt=0)
+    # the clock of train_ and tuning_time_budget_seconds: "cpu" counts this process's CPU seconds (all
+    # its threads; another process on the same cores does not eat them), "wall" wall-clock seconds,
+    # "auto" "cpu" without a GPU/TPU and "wall" with one (there the accelerator does the work)
+    budget_clock: Literal["auto", "wall", "cpu"] = "auto"
     optimizer: Literal["adamw", "adam"] = "adamw"
     learning_rate_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: int = Field(default=100, ge=0)

@@ -68,7 +68,7 @@ def test_mirrored_strategy_over_two_cpus_fits_and_evaluates(tmp_path, ema_moment
 def test_time_budget_stops_after_the_step_that_passes_it_and_steps_are_capped(tmp_path):
     config = make_config(tmp_path, train_time_budget_seconds=1e-3, final_training_epochs=3, steps_per_epoch=5)
     result, _, _ = train(config)
-    assert result.stopped_reason.startswith("time budget of 0.001 s reached")
+    assert result.stopped_reason.startswith("time budget of 0.001 CPU s reached")  # auto: cpu, no GPU here
     rows = read_history(tmp_path / "models" / "gru.history.csv")
     assert len(rows) == 1 and rows[0]["epoch_steps"] == 1  # stopped after one step, epoch still validated
     assert math.isfinite(result.history["val_perplexity"][0])
@@ -94,10 +94,11 @@ def test_cosine_schedule_decays_by_the_end_of_a_time_budget(tmp_path):
     # (8 s, not less: compiling and validating take part of it, and slow CI machines still need 100+ steps.)
     peak = TINY_HYPERPARAMETERS["gru"]["learning_rate"]
     config = make_config(tmp_path, learning_rate_schedule="cosine", warmup_steps=0, train_time_budget_seconds=8,
-                         final_training_epochs=1000, steps_per_epoch=50, early_stopping_patience=1000)
+                         final_training_epochs=1000, steps_per_epoch=50, early_stopping_patience=1000,
+                         budget_clock="wall")
     log = LearningRateLog()
     result, _, _ = train(config, callbacks=[log])
-    assert result.stopped_reason.startswith("time budget of 8 s reached")
+    assert result.stopped_reason.startswith("time budget of 8 wall s reached")
     steps = len(log.rates)
     assert steps > 100, steps  # enough steps for the schedule to be re-estimated many times
     assert log.rates[0] == pytest.approx(peak, rel=0.02)

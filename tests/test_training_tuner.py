@@ -167,4 +167,5 @@ def test_every_trial_stops_at_its_time_budget_with_the_decay_fitted_to_it(tmp_pa
     for rates in RATES:
         assert 5 < len(rates) < 5000  # stopped by the budget, after enough steps to fit the decay
         assert rates[0] == pytest.approx(peak, rel=0.02) and rates[-1] < 0.5 * peak, rates[-5:]
-    assert json.loads((project / "tuning.manifest.json").read_text())["time_budget_seconds"] == 4
+    manifest = json.loads((project / "tuning.manifest.json").read_text())
+    assert manifest["time_budget_seconds"] == 4 and manifest["budget_clock"] == "cpu"  # auto, no GPU here

@@ -16,18 +16,20 @@ from typing import Callable
 import keras
 import keras_tuner as kt
 
+from training_assets.budget_clock import CLOCK_UNITS, clock_seconds
 from training_assets.compile import WarmupCosineDecay
 from training_assets.multi_worker import any_worker, mean_over_workers
 
 logger = logging.getLogger("training_assets")
 
-TIMING_KEYS = ("epoch_seconds", "epoch_train_seconds", "epoch_steps", "epoch_cold_start")
+TIMING_KEYS = ("epoch_seconds", "epoch_cpu_seconds", "epoch_train_seconds", "epoch_steps", "epoch_cold_start")
 
 
 class EpochClock(keras.callbacks.Callback):
     """Wall time of each epoch (training + validation), of its training part alone, and its steps.
 
-    Adds them to the epoch logs as `epoch_seconds`, `epoch_train_seconds` and `epoch_steps`, so
+    Adds them to the epoch logs as `epoch_seconds`, `epoch_train_seconds` and `epoch_steps`, with
+    the process's CPU seconds of the epoch as `epoch_cpu_seconds` (what a "cpu" budget counts), so
     the CSV history of a resumed run still holds the timings of the epochs before the restart;
     `epoch_cold_start` is 1 for the first epoch of a fit call (it includes tracing/compiling).
     """
@@ -36,7 +38,7 @@ class EpochClock(keras.callbacks.Callback):
         self._cold = True
 
     def on_epoch_begin(self, epoch, logs=None):
-        self._epoch_start = time.perf_counter()
+        self._epoch_start, self._epoch_cpu_start = time.perf_counter(), time.process_time()
         self._train_end = None
         self._steps = 0
 
@@ -48,9 +50,10 @@ class EpochClock(keras.callbacks.Callback):
             self._train_end = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        end = time.perf_counter()
+        end, cpu_end = time.perf_counter(), time.process_time()
         if logs is not None:
             logs["epoch_seconds"] = end - self._epoch_start
+            logs["epoch_cpu_seconds"] = cpu_end - self._epoch_cpu_start
             logs["epoch_train_seconds"] = (self._train_end or end) - self._epoch_start
             logs["epoch_steps"] = self._steps
             logs["epoch_cold_start"] = int(self._cold)
@@ -58,28 +61,31 @@ class EpochClock(keras.callbacks.Callback):
 
 
 class TimeBudget(keras.callbacks.Callback):
-    """Stop at the end of the step that passes `seconds` of training in this process.
+    """Stop at the end of the step that passes `seconds` of training in this process on `clock`.
 
-    Keras then finishes the epoch as usual (validation, checkpoint), so nothing is lost.
+    `clock` returns seconds (time.perf_counter: wall, time.process_time: this process's CPU);
+    `unit` names them in the stop reason. Keras then finishes the epoch as usual (validation,
+    checkpoint), so nothing is lost.
     """
 
-    def __init__(self, seconds: float):
+    def __init__(self, seconds: float, clock: Callable[[], float] = time.perf_counter, unit: str = "wall s"):
         super().__init__()
-        self.seconds = float(seconds)
+        self.seconds, self.clock, self.unit = float(seconds), clock, unit
         self.reason: str | None = None
 
     def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
+        self._start = self.clock()
         self.reason = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
 
     def on_train_batch_end(self, batch, logs=None):
-        elapsed = time.perf_counter() - self._start
+        elapsed = self.clock() - self._start
         # every worker of a cluster must stop at the same step: any worker's clock decides for all
         if self.reason is None and any_worker(elapsed >= self.seconds, self.model.distribute_strategy):
-            self.reason = (f"time budget of {self.seconds:g} s reached after {elapsed:.1f} s "
+            self.reason = (f"time budget of {self.seconds:g} {self.unit} reached after "
+                           f"{elapsed:.1f} {self.unit} "
                            f"(epoch {self._epoch + 1}, step {batch + 1})")
             logger.info("stopping: %s", self.reason)
             self.model.stop_training = True
@@ -93,33 +99,35 @@ class ScheduleToTimeBudget(keras.callbacks.Callback):
     left (measured seconds per training step after the first, compiling, step, plus the last
     validation's seconds spread over an epoch's steps) and moves the decay's end there, never
     past the steps the schedule was built for. Workers of a cluster use their mean estimate.
+    Every second here is on the budget's `clock`, so the estimate is in the seconds it counts.
     """
 
-    def __init__(self, schedule: WarmupCosineDecay, seconds: float, steps_per_epoch: int, every: int = 16):
+    def __init__(self, schedule: WarmupCosineDecay, seconds: float, steps_per_epoch: int, every: int = 16,
+                 clock: Callable[[], float] = time.perf_counter):
         super().__init__()
-        self.schedule, self.seconds, self.every = schedule, float(seconds), int(every)
+        self.schedule, self.seconds, self.every, self.clock = schedule, float(seconds), int(every), clock
         self.steps_per_epoch = max(int(steps_per_epoch), 1)
         self.planned_steps = schedule.total_steps  # the epochs' length: the decay never ends later
 
     def on_train_begin(self, logs=None):
-        self._start = time.perf_counter()
+        self._start = self.clock()
         self._warm: tuple[float, int, float] | None = None  # (time, step, validation s) after step 1
         self._validation_seconds = self._last_validation = 0.0
         self._steps_since_update = 0
 
     def on_train_batch_end(self, batch, logs=None):
         if self._warm is None:
-            self._warm = (time.perf_counter(), self._step(), self._validation_seconds)
+            self._warm = (self.clock(), self._step(), self._validation_seconds)
             return
         self._steps_since_update += 1
         if self._steps_since_update >= self.every:
             self._update()
 
     def on_test_begin(self, logs=None):
-        self._test_start = time.perf_counter()
+        self._test_start = self.clock()
 
     def on_test_end(self, logs=None):
-        self._last_validation = time.perf_counter() - self._test_start
+        self._last_validation = self.clock() - self._test_start
         self._validation_seconds += self._last_validation
 
     def on_epoch_end(self, epoch, logs=None):
@@ -131,7 +139,7 @@ class ScheduleToTimeBudget(keras.callbacks.Callback):
 
     def _update(self) -> None:
         self._steps_since_update = 0
-        now, step = time.perf_counter(), self._step()
+        now, step = self.clock(), self._step()
         warm_time, warm_step, warm_validation = self._warm
         if step <= warm_step:
             return
@@ -142,14 +150,19 @@ class ScheduleToTimeBudget(keras.callbacks.Callback):
         self.schedule.fit_to_steps(min(step + max(int(steps_left), 1), self.planned_steps))
 
 
-def time_budget_callbacks(seconds: float | None, schedule: float | WarmupCosineDecay,
-                          steps_per_epoch: int) -> tuple[TimeBudget | None, list[keras.callbacks.Callback]]:
-    """The budget's stop and, for a cosine schedule, its decay fitted to the budget (none without one)."""
+def time_budget_callbacks(seconds: float | None, schedule: float | WarmupCosineDecay, steps_per_epoch: int,
+                          clock: str = "wall") -> tuple[TimeBudget | None, list[keras.callbacks.Callback]]:
+    """The budget's stop and, for a cosine schedule, its decay fitted to the budget (none without one).
+
+    `clock` is a resolved budget clock, "wall" or "cpu" (training_assets.budget_clock.resolve_clock).
+    """
     if not seconds:
         return None, []
-    budget = TimeBudget(seconds)
+    seconds_now = clock_seconds(clock)
+    budget = TimeBudget(seconds, seconds_now, CLOCK_UNITS[clock])
     if isinstance(schedule, WarmupCosineDecay):
-        return budget, [budget, ScheduleToTimeBudget(schedule, budget.seconds, steps_per_epoch)]
+        return budget, [budget, ScheduleToTimeBudget(schedule, budget.seconds, steps_per_epoch,
+                                                     clock=seconds_now)]
     return budget, [budget]
 
 

@@ -37,6 +37,7 @@ from data_pipeline.tokenizer import TextTokenizer
 from model_architectures.registry import FAMILIES, build_model, has_likelihood
 from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
+from training_assets.budget_clock import resolve_clock
 from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
                                       time_budget_callbacks)
 from training_assets.cluster import backup_dir
@@ -171,7 +172,8 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
 
     guard, clock = DivergenceGuard(), EpochClock()
     # a cosine decay ends with the budget, not with the epochs
-    budget, budget_callbacks = time_budget_callbacks(config.train_time_budget_seconds, schedule, steps)
+    budget, budget_callbacks = time_budget_callbacks(config.train_time_budget_seconds, schedule, steps,
+                                                     resolve_clock(config.budget_clock, strategy))
     best_so_far = [row.get(MONITOR, math.nan) for row in earlier]
     early = ResumableEarlyStopping(
         monitor=MONITOR, mode="min", patience=config.early_stopping_patience, restore_best_weights=True,

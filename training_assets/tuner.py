@@ -43,6 +43,7 @@ from data_pipeline.errors import ConfigError
 from data_pipeline.manifests import read_json, write_json
 from model_architectures.registry import FAMILIES, build_model, has_likelihood, hyperparameters_for
 from training_assets.artifacts import mismatched_keys, move_aside
+from training_assets.budget_clock import resolve_clock
 from training_assets.callbacks import FailTrialOnNaN, TrialSteps, time_budget_callbacks
 from training_assets.cluster import family_oracle
 from training_assets.compile import WarmupCosineDecay, compile_model, configure_precision, weight_averaging
@@ -118,8 +119,9 @@ class FamilyHyperModel(kt.HyperModel):
             callbacks: Sequence[keras.callbacks.Callback] = (), **kwargs: Any) -> dict[str, float]:
         """The best epoch's metrics, as keras-tuner would take them, with all the steps the trial ran."""
         # keras-tuner builds the trial's model right before fitting it: self.schedule is its schedule.
+        clock = resolve_clock(self.config.budget_clock, self.strategy)
         _, budget = time_budget_callbacks(self.config.tuning_time_budget_seconds, self.schedule,
-                                          self.steps_per_epoch)
+                                          self.steps_per_epoch, clock)
         counter = TrialSteps(self.steps_per_epoch)
         # a fresh training dataset, so a trial's batches do not depend on earlier trials
         history = model.fit(epoch_source(self.datasets, self.steps_per_epoch), *args,
@@ -134,7 +136,8 @@ def tuning_steps_per_epoch(datasets: Datasets, config: ExperimentConfig) -> int:
     return min(config.tuning_steps_per_epoch or datasets.train.steps, datasets.train.steps)
 
 
-def tuning_manifest(family: str, datasets: Datasets, config: ExperimentConfig) -> dict[str, Any]:
+def tuning_manifest(family: str, datasets: Datasets, config: ExperimentConfig,
+                    strategy: tf.distribute.Strategy | None = None) -> dict[str, Any]:
     """What must be equal for finished trials to be comparable with the ones still to run."""
     manifest = {
         "family": family,
@@ -148,6 +151,9 @@ def tuning_manifest(family: str, datasets: Datasets, config: ExperimentConfig) -
         "tuning_epochs": config.tuning_epochs,
         "steps_per_epoch": tuning_steps_per_epoch(datasets, config),
         "time_budget_seconds": config.tuning_time_budget_seconds,
+        # the clock the budget counts: 60 CPU s and 60 wall s buy different trials
+        "budget_clock": (resolve_clock(config.budget_clock, strategy)
+                         if config.tuning_time_budget_seconds else None),
         "trial_order": TRIAL_ORDER,
         "optimizer": [config.optimizer, config.learning_rate_schedule, config.warmup_steps,
                       config.weight_decay, config.clipnorm, config.gradient_accumulation_steps,
@@ -179,7 +185,7 @@ def tune_model(family: str, datasets: Datasets, config: ExperimentConfig, strate
     enable_multi_worker_fit(strategy)
     steps = tuning_steps_per_epoch(datasets, config)
     project = Path(config.tuning_dir) / family
-    manifest = tuning_manifest(family, datasets, config)
+    manifest = tuning_manifest(family, datasets, config, strategy)
     _prepare_project(project, manifest, config.resume)
 
     hypermodel = FamilyHyperModel(family, datasets, config, strategy, steps_per_epoch=steps)
