@@ -16,7 +16,7 @@ from a second pass over a model:
   S - 1 degrees of freedom (s: the between-seed standard deviation of the row's bits/char).
   Resampling 2 or 3 seeds with replacement instead (rliable's approach for many runs) would see
   only a handful of distinct means and understate that spread; the t draw widens the interval
-  honestly when there are few seeds (evaluation/README-level detail: docs in README "Intervals").
+  honestly when there are few seeds (docs/verdict.md).
 - Comparing several rows to the best is several tests: Holm's step-down correction keeps the
   chance of any false "different" at 5%.
 """
@@ -94,9 +94,9 @@ class Difference:
 
     def describe(self, unit: str = "bits/char") -> str:
         """'0.011 bits/char, 95% interval -0.018 to 0.040, p = 0.42'."""
-        p = self.p_holm if math.isfinite(self.p_holm) else self.p_value
+        p = format_p(self.p_holm if math.isfinite(self.p_holm) else self.p_value)
         return (f"{self.value:+.3f} {unit}, 95% interval {self.low:+.3f} to {self.high:+.3f}, "
-                f"p = {format_p(p)}")
+                f"p {p if p.startswith('<') else '= ' + p}")
 
 
 def format_p(p: float) -> str:

@@ -159,7 +159,8 @@ def plot_test_metrics(reports: Sequence[ModelReport], plots_dir: str | Path,
                         yerr=errors, capsize=6 if errors is not None else 0,
                         error_kw={"elinewidth": 1.2})
         axis.bar_label(bars, labels=[format(value, number) for value in values], fontsize="small",
-                       padding=3)
+                       label_type="center" if errors is not None else "edge", padding=3,
+                       color="white" if errors is not None else "black")
         for baseline in baselines:
             value = _table_value(rows, baseline, field)
             axis.axhline(value, color=family_colour(baseline.model), linestyle="--",
@@ -211,6 +212,34 @@ def _interval_errors(rows: "pd.DataFrame | None", names: Sequence[str],
         below.append(value - low if math.isfinite(low) else 0.0)
         above.append(high - value if math.isfinite(high) else 0.0)
     return [below, above]
+
+
+def plot_differences(table: "pd.DataFrame", plots_dir: str | Path) -> Path:
+    """Each row's test bits/char minus the best row's, with the paired 95% interval and the
+    Holm-corrected p-value: what tells two rows apart (their own intervals share the test set's
+    variance and overlap far more)."""
+    rows = table[table["difference_from_best"].notna()].iloc[::-1]  # best at the top
+    figure = Figure(figsize=(8, 0.6 * len(rows) + 1.6), layout="constrained")
+    axis = figure.subplots()
+    positions = range(len(rows))
+    values = rows["difference_from_best"].to_numpy(float)
+    below = values - rows["difference_low"].to_numpy(float)
+    above = rows["difference_high"].to_numpy(float) - values
+    for position, (name, value, low, high, p) in enumerate(zip(
+            rows["model"], values, below, above, rows["p_value_holm"])):
+        axis.errorbar(value, position, xerr=[[low], [high]], fmt="o", capsize=5,
+                      color=family_colour(name))
+        label = "best" if value == 0 and not math.isfinite(p) else (
+            f"p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}" if math.isfinite(p) else "")
+        axis.annotate(label, (value + high, position), xytext=(6, 0), textcoords="offset points",
+                      va="center", fontsize="small")
+    axis.axvline(0.0, color="grey", linestyle="--", linewidth=1)
+    axis.set_yticks(list(positions), list(rows["model"]))
+    axis.set(title="Test bits per character minus the best row's\n(paired 95% bootstrap "
+                   "intervals, Holm-corrected p-values)",
+             xlabel="Difference in bits per character (right of 0: worse than the best)")
+    axis.grid(axis="x", alpha=0.3)
+    return _save(figure, plots_dir, "differences_from_best.png")
 
 
 def plot_loss_by_position(reports: Sequence[ModelReport], plots_dir: str | Path) -> Path:
@@ -289,6 +318,8 @@ def plot_all(training_results: Sequence["TrainingResult"], reports: Sequence[Mod
              plot_validation_vs_time(training_results, plots_dir),
              plot_test_metrics(reports, plots_dir, table),
              plot_loss_by_position(reports, plots_dir)]
+    if table is not None and "difference_from_best" in table and table["difference_from_best"].notna().any():
+        paths.append(plot_differences(table, plots_dir))
     if sweeps:
         paths.append(plot_quality_diversity(sweeps, plots_dir))
     return paths

@@ -243,6 +243,11 @@ def markdown_table(df: pd.DataFrame) -> str:
             shown[column] = [_with_interval(value, lo, hi, number)
                              for value, lo, hi in zip(df[column], df.get(low, math.nan),
                                                       df.get(high, math.nan))]
+    if "difference_from_best" in shown:  # the best row is the reference, not a difference
+        shown["difference_from_best"] = ["best" if value == 0 and low == high == 0 else cell
+                                         for cell, value, low, high in zip(
+                                             shown["difference_from_best"], df["difference_from_best"],
+                                             df["difference_low"], df["difference_high"])]
     if "p_value_holm" in shown:
         shown["p_value_holm"] = [format_p(p) if pd.notna(p) else "" for p in df["p_value_holm"]]
     hidden = [low for _, low, _ in _WITH_INTERVAL.values()] + [

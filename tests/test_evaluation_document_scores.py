@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from training_factories import make_conditional_corpus, make_config, make_corpus
 
+from benchmarks.busy_demo import compare, family_figures
 from data_pipeline.datasets import build_datasets
 from data_pipeline.document_layout import stream_document_targets
 from data_pipeline.tokenizer import fit_or_load_tokenizer
@@ -91,6 +92,12 @@ def test_a_run_with_two_seeds_pools_them_and_reuses_both_on_a_rerun(tmp_path):
     samples = json.loads((plots / "samples.json").read_text(encoding="utf-8"))
     assert {"gru", "gru (seed 43)", "kn_3gram"} <= set(samples)
     assert "95% interval" in first.conclusions
+    assert (plots / "differences_from_best.png").stat().st_size > 5_000
+    # benchmarks.busy_demo reads what the run wrote: itself against itself is inside, steps 1.0
+    figures = family_figures(tmp_path, models_dir="models")
+    assert set(figures) == {"gru"} and figures["gru"]["steps"] == 10
+    [row] = compare(figures, figures)
+    assert row["steps_busy_over_quiet"] == 1.0 and row["inside_quiet_interval"] and row["goal_met"]
 
     again = run_experiment(config, corpus)
     assert [run.training.reused for run in again.runs] == [True, True]

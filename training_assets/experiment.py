@@ -540,6 +540,10 @@ def conclusions(runs: list[FamilyRun], baseline: BaselineRun | None,
     fastest = min(ranked, key=lambda name: _mean_of(families[name], "generation_ms_per_token"))
     lines.append(f"- Fastest generation: {fastest}, "
                  f"{_mean_of(families[fastest], 'generation_ms_per_token'):.2f} ms per token.")
+    if all(len(group) == 1 for group in families.values()):
+        lines.append("- These intervals hold the test set's variance, from one training seed per "
+                     "family: a second seed can move a model by more than a narrow interval "
+                     "(set `seeds` to 3 to include that variance and pool the seeds).")
     if chosen is not None:
         lines.append(f"- Samples, the panel and generation use **{chosen.family}** (seed "
                      f"{chosen.training.seed}), the lowest validation bits/char (chosen on "
