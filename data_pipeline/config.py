@@ -30,6 +30,13 @@ CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
 # "publish_date:year" -> <publish_date:year=2003>: bucket name -> strftime format of its values
 DATE_BUCKETS = {"year": "%Y", "month": "%Y-%m", "weekday": "%A"}
 CONDITION_RESERVED_CHARACTERS = ("=", "<", ">")  # they delimit condition tokens
+# keys that take a whole number: (its minimum, the one-line fix when a value is not one)
+_WHOLE_NUMBER_KEYS = {
+    "seeds": (1, "give a whole number of training seeds per family, at least 1, e.g. 3 "
+                 "(1: one training run each)"),
+    "bootstrap_resamples": (200, "a 95% interval needs at least 200 bootstrap resamples: use "
+                                 "1000 (the default) or more"),
+}
 
 
 class ExperimentConfig(BaseModel):
@@ -258,20 +265,13 @@ class ExperimentConfig(BaseModel):
             raise ValueError(f"give one or more values, each in (0, {high:g}]")
         return value
 
-    @field_validator("seeds", mode="before")
+    @field_validator("seeds", "bootstrap_resamples", mode="before")
     @classmethod
-    def _whole_seeds(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError("give a whole number of training seeds per family, at least 1, "
-                             "e.g. 3 (1: one training run each)")
-        return value
-
-    @field_validator("bootstrap_resamples", mode="before")
-    @classmethod
-    def _enough_resamples(cls, value: Any) -> Any:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 200:
-            raise ValueError("a 95% interval needs at least 200 bootstrap resamples: use 1000 "
-                             "(the default) or more")
+    def _whole_number(cls, value: Any, info: ValidationInfo) -> Any:
+        """A strict whole number at least the key's minimum, with the fix in the message."""
+        minimum, fix = _WHOLE_NUMBER_KEYS[info.field_name]
+        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+            raise ValueError(fix)
         return value
 
     @field_validator("split_fractions")

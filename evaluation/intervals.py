@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import zlib
 from dataclasses import dataclass
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -94,9 +94,9 @@ class Difference:
 
     def describe(self, unit: str = "bits/char") -> str:
         """'0.011 bits/char, 95% interval -0.018 to 0.040, p = 0.42'."""
-        p = format_p(self.p_holm if math.isfinite(self.p_holm) else self.p_value)
+        p = self.p_holm if math.isfinite(self.p_holm) else self.p_value
         return (f"{self.value:+.3f} {unit}, 95% interval {self.low:+.3f} to {self.high:+.3f}, "
-                f"p {p if p.startswith('<') else '= ' + p}")
+                f"{p_phrase(p)}")
 
 
 def format_p(p: float) -> str:
@@ -104,6 +104,12 @@ def format_p(p: float) -> str:
     if not math.isfinite(p):
         return ""
     return "< 0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def p_phrase(p: float) -> str:
+    """'p = 0.003', 'p < 0.001'; '' for no p-value."""
+    text = format_p(p)
+    return "" if not text else f"p {text}" if text.startswith("<") else f"p = {text}"
 
 
 def check_resamples(resamples: int) -> None:
@@ -221,9 +227,3 @@ def ratio_interval(numerators: Sequence[float], denominators: Sequence[float],
     low, high = _percentiles(draws[np.isfinite(draws)]) if np.isfinite(draws).any() else (
         math.nan, math.nan)
     return Interval(float(top.sum() / bottom.sum()), low, high)
-
-
-def seed_spread(values: Mapping[int, float]) -> float:
-    """Between-seed standard deviation of one figure; NaN with fewer than two seeds."""
-    finite = [v for v in values.values() if math.isfinite(v)]
-    return float(np.std(finite, ddof=1)) if len(finite) > 1 else math.nan

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogFormatter, MaxNLocator
 
+from evaluation.intervals import p_phrase
 from evaluation.report import ModelReport
 from model_architectures.registry import family_names
 
@@ -229,8 +230,7 @@ def plot_differences(table: "pd.DataFrame", plots_dir: str | Path) -> Path:
             rows["model"], values, below, above, rows["p_value_holm"])):
         axis.errorbar(value, position, xerr=[[low], [high]], fmt="o", capsize=5,
                       color=family_colour(name))
-        label = "best" if value == 0 and not math.isfinite(p) else (
-            f"p {'< 0.001' if p < 0.001 else f'= {p:.3f}'}" if math.isfinite(p) else "")
+        label = "best" if value == 0 and not math.isfinite(p) else p_phrase(p)
         axis.annotate(label, (value + high, position), xytext=(6, 0), textcoords="offset points",
                       va="center", fontsize="small")
     axis.axvline(0.0, color="grey", linestyle="--", linewidth=1)
