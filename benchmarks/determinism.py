@@ -1,13 +1,17 @@
-"""The cost of TensorFlow op determinism (CONFIG['deterministic']): training tokens/s on vs off.
+"""Reproducibility against speed (CONFIG['deterministic'], 'jit_compile'): tokens/s per mode, and
+whether two runs of one seed give the same losses.
 
 Run `python -m benchmarks.determinism [--quick]`. Each family (LSTM, GRU, Transformer) at its
-default size trains on the real tf.data pipeline of the built-in corpus (BPE vocabulary 2,000,
-batch 32 x 64, the framework's compile: XLA for the Transformer on CPU) in its own process, once
-with `deterministic` on (training_assets.reproducibility.seed_everything: seeds and
-tf.config.experimental.enable_op_determinism) and once with the same seeds but without op
-determinism, which cannot be turned off again inside a process. Rounds alternate the order
-(on, off / off, on) so a change in machine load hits both; the cost is the median over rounds of
-on / off tokens/s, each round's pair measured back to back.
+default size trains on the real tf.data pipeline of the built-in corpus at the demo's shape (BPE
+vocabulary 2,000, batch 16 x 128) in its own process, after the same seeding
+(training_assets.reproducibility.seed_everything), in three modes:
+- `deterministic`: TensorFlow op determinism on, which makes Keras refuse XLA;
+- `eager_kernels`: op determinism off, no XLA (TensorFlow's own kernels);
+- `xla`: op determinism off, XLA forced on.
+Rounds rotate the order so a change in machine load hits every mode; the speed of a mode is the
+median over rounds of its tokens/s over the `deterministic` mode's in the same round. Each mode
+runs twice per family with the same seed; `repeat_max_loss_difference` is the largest difference
+between the two runs' per-step training losses (0.0: bit-identical).
 """
 
 from __future__ import annotations
@@ -22,13 +26,14 @@ from benchmarks.common import (limit_threads, load_average, parse_args, peak_rss
 
 NAME = "determinism"
 FAMILIES = ("lstm", "gru", "transformer")
-VOCAB, MAX_LEN, BATCH = 2000, 64, 32  # the demo's vocabulary, the default rows
-FULL = {"families": FAMILIES, "rounds": 3, "steps": 30, "warm_steps": 8, "sample_size": None}
-QUICK = {"families": ("gru",), "rounds": 1, "steps": 4, "warm_steps": 2, "sample_size": 2000}
+MODES = ("deterministic", "eager_kernels", "xla")
+VOCAB, MAX_LEN, BATCH = 2000, 128, 16  # the demo's shape
+FULL = {"families": FAMILIES, "rounds": 2, "steps": 40, "warm_steps": 8, "sample_size": None}
+QUICK = {"families": ("gru",), "rounds": 2, "steps": 4, "warm_steps": 2, "sample_size": 2000}
 
 
 def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
-    """Tokens/s of one family with op determinism on or off, after the same seeding."""
+    """Tokens/s and per-step losses of one family in one mode, after the same seeding."""
     limit_threads(arguments.get("threads"))
     import keras
     import tensorflow as tf
@@ -42,47 +47,51 @@ def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
     from training_assets.compile import compile_model
     from training_assets.reproducibility import seed_everything
 
+    mode = arguments["mode"]
     config = ExperimentConfig.from_dict({
         "data_file": "fortunes", "vocab_size": VOCAB, "max_len": MAX_LEN, "batch_size": BATCH,
-        "strategy": "default", "deterministic": arguments["deterministic"],
+        "strategy": "default", "deterministic": mode == "deterministic",
+        "jit_compile": mode == "xla",
         "tokenizer_path": f"{arguments['workdir']}/tokenizer.json",  # fitted once, then reused
         "sample_size": arguments["sample_size"]})
-    keras.utils.set_random_seed(config.seed)  # same weights and batches either way
-    seed_everything(config)  # and op determinism when on
+    seed_everything(config)  # same weights and batches in every mode; op determinism when on
     corpus = load_corpus(config)
     datasets = build_datasets(corpus, fit_or_load_tokenizer(corpus.train, config), config)
     steps, warm = arguments["steps"], arguments["warm_steps"]
     model = build_model(arguments["family"], None, datasets.vocab_size, datasets.max_len)
     compile_model(model, config, 1e-3, steps + warm + 1, tf.distribute.get_strategy())
-    clock = step_clock()
+    clock, losses = step_clock(), []
+    record = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: losses.append(float(logs["loss"])))
     model.fit(datasets.train.fresh_dataset().repeat(), steps_per_epoch=steps + warm + 1, epochs=1,
-              callbacks=[clock], verbose=0)
+              callbacks=[clock, record], verbose=0)
     rate = clock.rate(datasets.global_batch_size * datasets.max_len, warm)
     rate["cpu_ms_per_step"] = rate["ms_per_step"] * rate["cpu_per_wall"]
-    return {"family": arguments["family"], "deterministic": arguments["deterministic"],
-            **{key: round(value, 3) for key, value in rate.items()},
+    return {"family": arguments["family"], "mode": mode, "repeat": arguments["repeat"],
+            **{key: round(value, 3) for key, value in rate.items()}, "losses": losses,
             "peak_rss_mb": round(peak_rss_mb()), "load_average": load_average()}
 
 
 def cost_per_family(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Per family: median tokens/s on and off, the median and range of the per-round on/off ratios
-    of tokens/s, and the same ratio of tokens per CPU second.
-
-    On a loaded machine the wall clock also measures how well a process's threads get the cores;
-    tokens per CPU second measure the work per step alone.
-    """
+    """Per family and mode: median tokens/s, its median ratio to the deterministic mode's in the
+    same round (wall and CPU), and how far two runs of one seed drift apart."""
     rows = []
     for family in dict.fromkeys(run["family"] for run in runs):
-        on = [run for run in runs if run["family"] == family and run["deterministic"]]
-        off = [run for run in runs if run["family"] == family and not run["deterministic"]]
-        ratios = [a["tokens_per_second"] / b["tokens_per_second"] for a, b in zip(on, off)]
-        cpu_ratios = [b["cpu_ms_per_step"] / a["cpu_ms_per_step"] for a, b in zip(on, off)]
-        rows.append({"family": family, "rounds": len(ratios),
-                     "tokens_per_second_on": round(statistics.median(r["tokens_per_second"] for r in on)),
-                     "tokens_per_second_off": round(statistics.median(r["tokens_per_second"] for r in off)),
-                     "on_over_off": round(statistics.median(ratios), 3),
-                     "on_over_off_range": [round(min(ratios), 3), round(max(ratios), 3)],
-                     "cpu_on_over_off": round(statistics.median(cpu_ratios), 3)})
+        of = {mode: [run for run in runs if run["family"] == family and run["mode"] == mode]
+              for mode in MODES}
+        for mode in (mode for mode in MODES if of[mode]):
+            pairs = list(zip(of[mode], of["deterministic"]))
+            ratios = [a["tokens_per_second"] / b["tokens_per_second"] for a, b in pairs]
+            cpu_ratios = [b["cpu_ms_per_step"] / a["cpu_ms_per_step"] for a, b in pairs]
+            first, second = of[mode][0]["losses"], of[mode][-1]["losses"]
+            rows.append({
+                "family": family, "mode": mode, "runs": len(of[mode]),
+                "tokens_per_second": round(statistics.median(r["tokens_per_second"] for r in of[mode])),
+                "over_deterministic": round(statistics.median(ratios), 3),
+                "over_deterministic_range": [round(min(ratios), 3), round(max(ratios), 3)],
+                "cpu_over_deterministic": round(statistics.median(cpu_ratios), 3),
+                "repeat_max_loss_difference": max(abs(a - b) for a, b in zip(first, second)),
+                "final_loss": round(first[-1], 5)})
     return rows
 
 
@@ -95,14 +104,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     runs = []
     with tempfile.TemporaryDirectory() as workdir:
         for round_index in range(settings["rounds"]):
-            order = (True, False) if round_index % 2 == 0 else (False, True)
+            order = MODES[round_index % len(MODES):] + MODES[:round_index % len(MODES)]
             for family in settings["families"]:
-                for deterministic in order:
+                for mode in order:
                     runs.append(run_worker(NAME, {
-                        "family": family, "deterministic": deterministic, "workdir": workdir,
+                        "family": family, "mode": mode, "repeat": round_index, "workdir": workdir,
                         "steps": settings["steps"], "warm_steps": settings["warm_steps"],
                         "sample_size": settings["sample_size"]}))
-                    print(runs[-1], flush=True)
+                    print({k: v for k, v in runs[-1].items() if k != "losses"}, flush=True)
     costs = cost_per_family(runs)
     path = write_results(NAME, {"costs": costs, "runs": runs,
                                 "shape": {"vocab_size": VOCAB, "max_len": MAX_LEN, "batch": BATCH}},

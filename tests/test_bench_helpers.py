@@ -108,15 +108,20 @@ def test_auto_xla_on_cpu_only_for_models_without_recurrent_layers():
 def test_determinism_cost_is_the_median_of_paired_rounds():
     from benchmarks.determinism import cost_per_family
 
-    def run(deterministic, tokens_per_second, cpu_ms_per_step):
-        return {"family": "gru", "deterministic": deterministic, "tokens_per_second": tokens_per_second,
-                "cpu_ms_per_step": cpu_ms_per_step}
+    def run(mode, tokens_per_second, cpu_ms_per_step, losses):
+        return {"family": "gru", "mode": mode, "tokens_per_second": tokens_per_second,
+                "cpu_ms_per_step": cpu_ms_per_step, "losses": losses}
 
-    # rounds: (on, off) = (90, 100), (40, 50) on a loaded round, (95, 100)
-    runs = [run(True, 90, 110), run(False, 100, 100), run(False, 50, 100), run(True, 40, 125),
-            run(True, 95, 100), run(False, 100, 100)]
-    [row] = cost_per_family(runs)
-    assert row["rounds"] == 3 and row["on_over_off"] == 0.9  # ratios 0.9, 0.8, 0.95
-    assert row["on_over_off_range"] == [0.8, 0.95]
-    assert (row["tokens_per_second_on"], row["tokens_per_second_off"]) == (90, 100)
-    assert row["cpu_on_over_off"] == round(100 / 110, 3)  # CPU ratios 0.909, 0.8, 1.0
+    # rounds: (deterministic, xla) = (100, 90), (50, 40) on a loaded round, (100, 95)
+    runs = [run("deterministic", 100, 100, [2.0, 1.0]), run("xla", 90, 110, [2.0, 1.0]),
+            run("xla", 40, 125, [2.0, 1.5]), run("deterministic", 50, 100, [2.0, 1.0]),
+            run("deterministic", 100, 100, [2.0, 1.0]), run("xla", 95, 100, [2.0, 1.25])]
+    rows = {row["mode"]: row for row in cost_per_family(runs) if row["runs"]}
+    xla = rows["xla"]
+    assert xla["runs"] == 3 and xla["over_deterministic"] == 0.9  # ratios 0.9, 0.8, 0.95
+    assert xla["over_deterministic_range"] == [0.8, 0.95]
+    assert xla["tokens_per_second"] == 90
+    assert xla["cpu_over_deterministic"] == round(100 / 110, 3)  # CPU ratios 0.909, 0.8, 1.0
+    # the first and last run of a mode are compared step by step
+    assert xla["repeat_max_loss_difference"] == 0.25
+    assert rows["deterministic"]["repeat_max_loss_difference"] == 0.0
