@@ -78,7 +78,7 @@ def test_xla_and_steps_per_execution_only_where_allowed(tmp_path, mirrored):
     assert resolve_jit_compile(xla, default) is True
     assert resolve_jit_compile(xla, mirrored) is False
     with pytest.raises(ConfigError, match="jit_compile=True cannot be honoured with deterministic=True"):
-        make_config(tmp_path, jit_compile=True)
+        make_config(tmp_path, jit_compile=True, deterministic=True)
     assert resolve_steps_per_execution(auto, default) == 1
     assert resolve_steps_per_execution(make_config(tmp_path, steps_per_execution=4), default) == 4
     assert resolve_steps_per_execution(make_config(tmp_path, steps_per_execution=4), mirrored) == 1

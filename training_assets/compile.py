@@ -19,9 +19,9 @@ XLA (`config.jit_compile`):
   on for models without recurrent layers.
 - True is honoured under the default strategy only; under other strategies it is turned off with a
   warning (TPUStrategy compiles every step with XLA anyway).
-- Off whenever config.deterministic is set: Keras refuses XLA under TensorFlow op determinism
-  (not every XLA op has a deterministic version), so the decision is made here, visibly, and
-  ExperimentConfig rejects jit_compile=True with deterministic=True.
+- Off whenever config.deterministic is set (not by default): Keras refuses XLA under TensorFlow op
+  determinism (not every XLA op has a deterministic version), so the decision is made here,
+  visibly, and ExperimentConfig rejects jit_compile=True with deterministic=True.
 Steps per execution (`config.steps_per_execution`): "auto" is 32 on TPU (fewer host round trips)
 and 1 elsewhere; it is forced to 1 under Mirrored/MultiWorker strategies, where Keras fails with >1.
 """

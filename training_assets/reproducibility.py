@@ -1,11 +1,13 @@
 """One CONFIG, one set of figures: seeding and TensorFlow's deterministic ops (CONFIG['deterministic']).
 
-What `seed` reaches when deterministic is on: Python's, NumPy's and TensorFlow's global random state
+What `seed` reaches, always: Python's, NumPy's and TensorFlow's global random state
 and Keras' global seed generator, hence every model's initial weights and dropout masks (their
 seeds are drawn from Python's state when the layers are built), the tf.data shuffles (seeded by
 `seed` themselves, see data_pipeline.datasets), keras-tuner's choices (seeded by `seed`) and the
-samplers (given `seed`). Op determinism makes TensorFlow pick kernels that give the same result on
-every run (no race in reductions or scatters), at some cost in speed (README, "Determinism").
+samplers (given `seed`). On CPUs that already repeats a run bit for bit
+(`python -m benchmarks.determinism`). Op determinism (`deterministic: true`) makes TensorFlow pick
+kernels without races in reductions and scatters, which GPUs need for the same; Keras then refuses
+XLA, so it is off by default.
 """
 
 from __future__ import annotations
