@@ -1,7 +1,9 @@
 """LSTM, GRU and SimpleRNN language models: one builder, stacked layers, optional tied embeddings.
 
 Recurrent layers keep Keras' cuDNN-compatible arguments (tanh/sigmoid, no recurrent dropout, no
-unroll, bias, reset_after for GRU) so GPUs use cuDNN; dropout sits between layers instead.
+unroll, bias, reset_after for GRU) so GPUs use cuDNN; dropout sits between layers instead. Off
+GPUs the LSTM and GRU run fused_recurrent's loop (one matmul per step each way; the weights are
+Keras' own, so checkpoints are the same either way).
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ import keras_tuner as kt
 from keras import ops
 
 from model_architectures.contract import LanguageModel, matmul_weights
+from model_architectures.fused_recurrent import FusedGRU, FusedLSTM
 from model_architectures.recurrent_space import RECURRENT_SPACE
 from model_architectures.saving import RestoresTrainingState
 from model_architectures.search_space import declare
 
 RECURRENT_CELLS: dict[str, type[keras.layers.Layer]] = {
-    "lstm": keras.layers.LSTM,
-    "gru": keras.layers.GRU,
+    "lstm": FusedLSTM,
+    "gru": FusedGRU,
     "simple_rnn": keras.layers.SimpleRNN,
 }
 STATES_PER_LAYER = {"lstm": 2, "gru": 1, "simple_rnn": 1}  # LSTM carries (h, c)
