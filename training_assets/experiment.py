@@ -138,7 +138,8 @@ def prepare_data(config: ExperimentConfig, environment: Environment,
                                         num_replicas=environment.replicas)
         return PreparedData(corpus=streamed.corpus, tokenizer=streamed.tokenizer, datasets=datasets)
     corpus = load_corpus(config) if corpus is None else corpus
-    tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"))
+    tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"),
+                                      corpus.condition_edges)
     datasets = build_datasets(corpus, tokenizer, config, num_replicas=environment.replicas)
     return PreparedData(corpus=corpus, tokenizer=tokenizer, datasets=datasets)
 
@@ -150,7 +151,8 @@ def family_data(family: str, config: ExperimentConfig, data: PreparedData) -> Pr
     if not FAMILIES[family].brings_tokenizer:
         return data
     if family not in data.by_family:
-        tokenizer = family_tokenizer(family, config)
+        tokenizer = family_tokenizer(family, config, data.corpus.conditions_of("train"),
+                                     data.corpus.condition_edges)
         replicas = data.datasets.global_batch_size // data.datasets.per_replica_batch_size
         data.by_family[family] = PreparedData(data.corpus, tokenizer, build_datasets(
             data.corpus, tokenizer, config, num_replicas=replicas))
