@@ -122,10 +122,27 @@ def known_values(tokens: Sequence[str]) -> dict[str, list[str]]:
     return dict(known)
 
 
+def resolve_buckets(conditions: Mapping[str, str] | None,
+                    edges: Mapping[str, Sequence[float]]) -> dict[str, str] | None:
+    """`conditions` with a number given for a bucketed column replaced by its bucket (price=12.5
+    -> q2), so generation takes a value as well as a bucket name."""
+    if conditions is None:
+        return None
+    resolved = {}
+    for column, value in conditions.items():
+        number = pd.to_numeric(str(value), errors="coerce")
+        resolved[column] = (bucket_label(float(number), edges[column])
+                            if column in edges and not pd.isna(number) else str(value))
+    return resolved
+
+
 def check_generation_conditions(conditions: Mapping[str, str] | None,
-                                known: Mapping[str, Sequence[str]]) -> None:
-    """A one-line DataError unless `conditions` gives a known value for exactly the known columns."""
+                                known: Mapping[str, Sequence[str]],
+                                edges: Mapping[str, Sequence[float]] | None = None) -> None:
+    """A one-line DataError unless `conditions` gives a known value for exactly the known columns;
+    the messages show bucketed columns' values with their ranges (`edges`)."""
     given = dict(conditions or {})
+    shown = describe_conditions(known, edges or {})
     if not known:
         if given:
             raise DataError(f"conditions {given} given, but the model was trained without "
@@ -138,10 +155,10 @@ def check_generation_conditions(conditions: Mapping[str, str] | None,
     for column, values in known.items():
         if column not in given:
             raise DataError(f"the model was trained with condition_columns {list(known)}: pass "
-                            f"a value for {column!r}, one of {values}")
+                            f"a value for {column!r}, one of {shown[column]}")
         if str(given[column]) not in values:
             raise DataError(f"condition {column}={given[column]!r} was not seen in training; "
-                            f"known values of {column!r}: {values}")
+                            f"known values of {column!r}: {shown[column]}")
 
 
 def _with_bucket(conditions: Conditions, position: int, edges: Sequence[float]) -> Conditions:
