@@ -190,8 +190,8 @@ def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
     Every model's files are checked before the first one is loaded.
     """
     if args.list_conditions:
-        args.condition = []
-        return [(Path(path), condition_lines(prepare(Path(path), args).tokenizer))
+        return [(Path(path), condition_lines(find_tokenizer(Path(path), read_manifest(Path(path)),
+                                                            args.tokenizer)))
                 for path in args.model]
     jobs = [prepare(Path(path), args) for path in args.model]
 
