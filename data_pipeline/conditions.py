@@ -70,10 +70,11 @@ def bucket_numeric_conditions(columns: Sequence[str],
         train = np.array([float(c[position]) for c in splits[0] if c[position] != UNKNOWN_VALUE])
         distinct = len(np.unique(train))
         if distinct < count:
+            fewer = (f"ask for at most {distinct} ('{spec.partition(':')[0]}:quantiles{distinct}') "
+                     "or " if distinct >= 2 else "")
             raise DataError(f"condition column {spec!r} has {distinct} distinct values in the "
-                            f"training split, fewer than its {count} buckets: ask for at most "
-                            f"{max(distinct, 2)} (e.g. '{spec.partition(':')[0]}:quantiles"
-                            f"{max(distinct, 2)}') or use the column unbucketed")
+                            f"training split, fewer than its {count} buckets: {fewer}use the "
+                            "column unbucketed")
         edges[spec] = np.quantile(train, np.arange(1, count) / count).tolist()
         splits = [[_with_bucket(c, position, edges[spec]) for c in split] for split in splits]
     return splits, edges
