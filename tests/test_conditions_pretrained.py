@@ -23,6 +23,7 @@ from data_pipeline.errors import ConfigError, DataError
 from data_pipeline.tokenizer import TextTokenizer, read_manifest
 from evaluation.condition_accuracy import balanced_accuracy
 from evaluation.generate import main as generate_cli
+from model_architectures.registry import family_tokenizer
 from training_assets.experiment import family_data, run_experiment
 
 SETTINGS = {"max_len": 12, "batch_size": 8, "warmup_steps": 0,
@@ -35,11 +36,17 @@ SETTINGS = {"max_len": 12, "batch_size": 8, "warmup_steps": 0,
 
 
 @pytest.fixture(scope="module")
-def conditional_run(tmp_path_factory):
+def preset(tmp_path_factory):
+    """The tiny GPT-2 preset, its vocabulary learnt from the conditional texts."""
+    return str(save_tiny_gpt2_preset(tmp_path_factory.mktemp("preset"),
+                                     make_conditional_corpus(400).train))
+
+
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory, preset):
     """The runner on gru and the tiny GPT-2 preset with condition_columns ["category"]."""
     root = tmp_path_factory.mktemp("conditional_gpt2")
     corpus = make_conditional_corpus(400)
-    preset = str(save_tiny_gpt2_preset(root / "preset", corpus.train))
     config = make_config(root, models_to_run=["gru", "gpt2"], pretrained_preset=preset, **SETTINGS)
     result = run_experiment(config, corpus=corpus)
     checkpoints = {run.family: str(run.training.checkpoint_path) for run in result.runs}
@@ -59,6 +66,23 @@ def test_both_rows_follow_their_conditions_above_chance(conditional_run):
         assert row["condition_accuracy"] > 0.8, row
         assert row["sample_condition_accuracy"] > 0.8, row
     assert math.isnan(table.loc["kn_3gram", "condition_accuracy"])
+
+
+def test_new_condition_rows_train_under_lora_and_are_never_predicted(preset, tmp_path):
+    from model_architectures import build_model
+
+    corpus = make_conditional_corpus(400)
+    config = make_config(tmp_path, models_to_run=["gpt2"], pretrained_preset=preset, lora_rank=4,
+                         **SETTINGS)
+    tokenizer = family_tokenizer("gpt2", config, corpus.conditions_of("train"))
+    first, end = tokenizer.condition_id_range
+    assert (first, end) == (tokenizer.vocab_size - 3, tokenizer.vocab_size)
+    model = build_model("gpt2", None, tokenizer.vocab_size, 12, {"dropout": 0.0}, config=config)
+    trainable = {weight.path for weight in model.trainable_weights}
+    assert any("condition_embedding" in path for path in trainable)
+    assert not any("token_embedding" in path for path in trainable)  # frozen by LoRA
+    logits = np.asarray(model(np.array([[3, first + 1, *tokenizer.encode("abc")]])))
+    assert logits[..., first:end].max() < -1e8  # condition tokens are inputs only
 
 
 def test_the_gpt2_checkpoint_generates_and_lists_its_conditions(conditional_run, capsys):
