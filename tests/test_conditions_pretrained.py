@@ -111,7 +111,8 @@ def test_the_panel_samples_both_families_under_a_condition(conditional_run):
     assert letters_of([sample.text for sample in samples], "b"), samples
 
 
-def test_the_exported_gpt2_takes_condition_ids_first(conditional_run, tmp_path):
+@pytest.mark.parametrize("family", ["gru", "gpt2"])
+def test_the_export_takes_condition_ids_first(conditional_run, tmp_path, family):
     import tensorflow as tf
 
     from evaluation.export import main as export_cli
@@ -119,14 +120,13 @@ def test_the_exported_gpt2_takes_condition_ids_first(conditional_run, tmp_path):
     from model_architectures.saving import load_trained_model
 
     config, result, checkpoints = conditional_run
-    out = tmp_path / "gpt2"
-    assert export_cli(["--model", checkpoints["gpt2"], "--out", str(out)]) == 0
+    out = tmp_path / family
+    assert export_cli(["--model", checkpoints[family], "--out", str(out)]) == 0
     described = json.loads((out / "export.json").read_text())
-    tokenizer = family_data("gpt2", config, result.data).tokenizer
-    assert described["condition_ids"] == {"<category=?>": tokenizer.vocab_size - 3,
-                                          "<category=a>": tokenizer.vocab_size - 2,
-                                          "<category=b>": tokenizer.vocab_size - 1}
-    expected = generate_ids(load_trained_model(checkpoints["gpt2"]), tokenizer, [""], 5,
+    tokenizer = family_data(family, config, result.data).tokenizer
+    assert described["condition_ids"] == tokenizer.condition_ids
+    assert described["condition_columns"] == {"category": ["a", "b"]}
+    expected = generate_ids(load_trained_model(checkpoints[family]), tokenizer, [""], 5,
                             sampler="greedy", start_id=document_start_id(config),
                             conditions={"category": "a"})
     served = tf.saved_model.load(str(out)).signatures["generate"](
