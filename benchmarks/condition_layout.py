@@ -11,6 +11,16 @@ The prefix positions' targets are masked in both. Printed per layout: condition_
 out documents (balanced, chance beside it, evaluation/condition_accuracy.py's classifier: the
 value under which the document is most likely), the held-out text's nats per token under its own
 conditions, prefix tokens per document and training seconds.
+
+Measured with the tiny test preset (2 layers, 32 wide, random weights, a 1000-token vocabulary
+learnt from the built-in corpus' train split; 600 steps of 16, learning rate 3e-3, 400 held-out
+documents, chance 0.25), seeds 42 / 7:
+    prefix: condition_accuracy 0.490 / 0.385, 4.711 / 4.719 nats per token, 10.25 prefix tokens
+    tokens: condition_accuracy 0.485 / 0.434, 4.695 / 4.682 nats per token, 1 prefix token
+A tie or better on accuracy, a lower loss at both seeds, one position instead of ten taken from
+the window, and no condition text that a document could also contain: the gpt2 family uses new
+tokens. A random-weight preset cannot show what a pretrained one might gain from reading the
+condition as words; rerun this with a real preset (`--preset gpt2_base_en`) to check that.
 """
 
 from __future__ import annotations
