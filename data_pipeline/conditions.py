@@ -87,7 +87,8 @@ def bucket_label(value: float, edges: Sequence[float]) -> str:
 
 def bucket_ranges(edges: Sequence[float]) -> list[str]:
     """What each bucket holds, for condition lists: ["q1 (< 3.5)", "q2 (3.5 to 7)", "q3 (>= 7)"]."""
-    shown = [f"{edge:.6g}" for edge in edges]
+    # positional, 4 decimals at most: a date kept as a number (20030316) reads in full
+    shown = [np.format_float_positional(edge, precision=4, trim="-") for edge in edges]
     ranges = [f"< {shown[0]}", *[f"{a} to {b}" for a, b in zip(shown, shown[1:])], f">= {shown[-1]}"]
     return [f"q{i} ({text})" for i, text in enumerate(ranges, start=1)]
 

@@ -163,8 +163,7 @@ def test_a_numeric_column_is_bucketed_at_train_quantiles_and_conditions_the_runn
     model = str(Path(config.models_dir) / "gru.keras")
     capsys.readouterr()  # the training log
     assert generate_cli(["--model", model, "--list-conditions"]) == 0
-    assert capsys.readouterr().out.strip() == \
-        f"price:quantiles2: q1 (< {edge:.6g}), q2 (>= {edge:.6g})"
+    assert capsys.readouterr().out.strip() == f"price:quantiles2: q1 (< {edge:g}), q2 (>= {edge:g})"
     # A bucket by name or a price that falls in it ("a" texts cost 1-10, "b" texts 20-30).
     for value, category in (("q1", "a"), ("29", "b")):
         assert generate_cli(["--model", model, "--condition", f"price:quantiles2={value}",
@@ -181,6 +180,7 @@ def test_buckets_come_from_train_only_and_outside_values_go_to_the_end_buckets()
     assert [c for (c,) in train_b] == ["q1"] * 3 + ["q2"] * 2 + ["q3"] * 2 + ["q4"] * 3
     assert test_b == [("q1",), ("q2",), ("q4",), ("?",)]  # a missing value stays unknown
     assert bucket_ranges([3.25, 5.5]) == ["q1 (< 3.25)", "q2 (3.25 to 5.5)", "q3 (>= 5.5)"]
+    assert bucket_ranges([20030316.0]) == ["q1 (< 20030316)", "q2 (>= 20030316)"]
     # Several columns at once: each bucketed by its own spelling, others left as they are.
     (both,), edges = bucket_numeric_conditions(["cat", "x:quantiles2"], [[("a", "1"), ("b", "3")]])
     assert both == [("a", "q1"), ("b", "q2")] and list(edges) == ["x:quantiles2"]
