@@ -176,9 +176,9 @@ class BpeTokenizer(TextTokenizer):
     def __init__(self, backend: tokenizers.Tokenizer, fingerprint: str = "",
                  path: str | None = None) -> None:
         added = backend.get_added_tokens_decoder()  # id -> AddedToken: the special tokens
-        ids = sorted(added)
-        super().__init__(fingerprint, path, condition_tokens=[added[i].content for i in ids[4:]],
-                         condition_start=ids[4] if len(ids) > 4 else len(SPECIAL_TOKENS))
+        conditions = sorted(added)[len(SPECIAL_TOKENS):]  # ids 4.. (a preset's: after its vocabulary)
+        super().__init__(fingerprint, path, condition_tokens=[added[i].content for i in conditions],
+                         condition_start=conditions[0] if conditions else len(SPECIAL_TOKENS))
         # "[EOS]" typed inside a document is text, not the separator: keeps the round trip exact.
         backend.encode_special_tokens = True
         self._backend = backend

@@ -28,7 +28,8 @@ from data_pipeline.streaming import prepare_streamed, uses_streaming
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import KneserNeyLM, fit_kneser_ney, kneser_ney_report
 from evaluation.bleu import BleuReferences, bleu_4_scores, reference_sample, self_bleu_4_scores
-from evaluation.condition_accuracy import ConditionAccuracy, condition_accuracy, generate_under_each_value
+from evaluation.condition_accuracy import (ConditionAccuracy, condition_accuracy,
+                                           generate_under_each_value)
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
 from evaluation.evaluate import EvaluationResult, evaluate_model
