@@ -29,6 +29,8 @@ CLEANING_PRESETS: dict[str, tuple[str, ...]] = {
 
 # "publish_date:year" -> <publish_date:year=2003>: bucket name -> strftime format of its values
 DATE_BUCKETS = {"year": "%Y", "month": "%Y-%m", "weekday": "%A"}
+# "price:quantiles5": a numeric column cut into 5 buckets at quantiles of the training split
+QUANTILE_BUCKETS = "quantiles"
 CONDITION_RESERVED_CHARACTERS = ("=", "<", ">")  # they delimit condition tokens
 # keys that take a whole number: (its minimum, the one-line fix when a value is not one)
 _WHOLE_NUMBER_KEYS = {
@@ -37,6 +39,14 @@ _WHOLE_NUMBER_KEYS = {
     "bootstrap_resamples": (200, "a 95% interval needs at least 200 bootstrap resamples: use "
                                  "1000 (the default) or more"),
 }
+
+
+def quantile_count(bucket: str) -> int | None:
+    """N of a "quantilesN" bucket spelling (N >= 2), else None."""
+    digits = bucket.removeprefix(QUANTILE_BUCKETS)
+    if bucket.startswith(QUANTILE_BUCKETS) and digits.isdigit() and int(digits) >= 2:
+        return int(digits)
+    return None
 
 
 class ExperimentConfig(BaseModel):
@@ -55,7 +65,8 @@ class ExperimentConfig(BaseModel):
     sample_strategy: Literal["first", "random"] = "first"
     cleaning: str | tuple[str, ...] = "none"  # a preset name or a list of steps
     # CSV columns whose values become control tokens before each document's text, e.g.
-    # ["category"] or ["publish_date:year"] (a date column bucketed by year, month or weekday);
+    # ["category"], ["publish_date:year"] (a date column bucketed by year, month or weekday) or
+    # ["price:quantiles5"] (a numeric column in 5 buckets cut at quantiles of the training split);
     # generation then takes the values. Empty: unconditional language modelling.
     condition_columns: tuple[str, ...] = ()
 
@@ -214,9 +225,11 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(f"{entry!r} is not a column name: give CSV column names, e.g. "
                                  "['category'], without the characters "
                                  f"{''.join(CONDITION_RESERVED_CHARACTERS)!r}")
-            if ":" in entry and bucket not in DATE_BUCKETS:
-                raise ValueError(f"{entry!r}: a date column is bucketed with one of "
-                                 f"{[f'{column}:{b}' for b in DATE_BUCKETS]}")
+            if ":" in entry and bucket not in DATE_BUCKETS and quantile_count(bucket) is None:
+                raise ValueError(f"{entry!r}: bucket a date column with one of "
+                                 f"{[f'{column}:{b}' for b in DATE_BUCKETS]}, or a numeric one "
+                                 f"with '{column}:{QUANTILE_BUCKETS}N' (N buckets, 2 or more, "
+                                 f"e.g. '{column}:{QUANTILE_BUCKETS}5')")
             names.append(column)
         repeated = sorted({name for name in names if names.count(name) > 1})
         if repeated:
@@ -294,11 +307,6 @@ class ExperimentConfig(BaseModel):
             raise ValueError("jit_compile=True cannot be honoured with deterministic=True: Keras "
                              "turns XLA off under TensorFlow op determinism; set deterministic="
                              "False to compile with XLA, or jit_compile='auto'")
-        own = [family for family in self.models_to_run if FAMILIES[family].brings_tokenizer]
-        if own and self.condition_columns:
-            raise ValueError(f"condition_columns need control tokens in the tokenizer, and {own} "
-                             "bring a pretrained tokenizer without them: remove them from "
-                             "models_to_run or set condition_columns = []")
         if self.min_new_tokens > self.max_new_tokens:
             raise ValueError(f"min_new_tokens={self.min_new_tokens} > max_new_tokens="
                              f"{self.max_new_tokens}: lower min_new_tokens or raise max_new_tokens")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import itertools
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from data_pipeline.cleaning import clean_documents
-from data_pipeline.conditions import Conditions
+from data_pipeline.conditions import BucketEdges, Conditions, bucket_numeric_conditions
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.sources import read_documents
@@ -29,6 +29,8 @@ class Corpus:
     report: dict[str, int | float | str]  # rows read, rows dropped and why, duplicates, split sizes
     # condition_columns' values per document of each split, beside its text; None without them
     conditions: dict[str, list[Conditions]] | None = None
+    # numeric condition column ("price:quantiles5") -> its bucket edges, fitted on train
+    condition_edges: BucketEdges = field(default_factory=dict)
 
     def conditions_of(self, split: str) -> list[Conditions] | None:
         """The values of `split`'s documents ("train", "validation" or "test"), or None."""
@@ -55,6 +57,8 @@ def load_corpus(config: ExperimentConfig) -> Corpus:
     dates = None if raw.dates is None else raw.dates[np.array([i for i, _ in chosen])]
     conditions = None if raw.conditions is None else [raw.conditions[i] for i, _ in chosen]
     split = split_documents(texts, dates, config, conditions)
+    split_conditions, edges = (None, {}) if split.conditions is None else \
+        bucket_numeric_conditions(config.condition_columns, split.conditions)
     near = split.near_duplicates
     report: dict[str, int | float | str] = {
         "source": raw.source,
@@ -80,5 +84,6 @@ def load_corpus(config: ExperimentConfig) -> Corpus:
     log.info("corpus %s", report)
     return Corpus(train=split.train, validation=split.validation, test=split.test,
                   source=raw.source, report=report,
-                  conditions=None if split.conditions is None else
-                  dict(zip(("train", "validation", "test"), split.conditions)))
+                  conditions=None if split_conditions is None else
+                  dict(zip(("train", "validation", "test"), split_conditions)),
+                  condition_edges=edges)

@@ -7,6 +7,10 @@ special ids, and its end token becomes [EOS]: project id = preset id + 4 below t
 + 3 above it. The model side of the same mapping is `preset_id_layout` (model_architectures/gpt2.py
 applies it to its inputs and logits). The result is a plain `BpeTokenizer`, saved, loaded and
 fingerprinted like the project's own; its fingerprint is that of the vocabulary and merges.
+
+Condition tokens (CONFIG's condition_columns) are appended after the preset's vocabulary as new
+special tokens, ids V, V+1, ...: the model gives them new embedding rows
+(model_architectures/gpt2.py), and their targets are masked like the project tokenizer's.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Mapping, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers
 
+from data_pipeline.conditions import BucketEdges
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import (FORMAT_VERSION, SPECIAL_TOKENS, BpeTokenizer, TextTokenizer,
                                      read_manifest)
@@ -44,10 +49,15 @@ def project_id(preset_id: int, end_id: int) -> int:
     return preset_id + len(SPECIAL_TOKENS) - (1 if preset_id > end_id else 0)
 
 
-def preset_fingerprint(vocabulary: Mapping[str, int], merges: Sequence[str], end_token: str) -> str:
-    """sha256 of the vocabulary, merges and end token: equal exactly when the ids mean the same."""
+def preset_fingerprint(vocabulary: Mapping[str, int], merges: Sequence[str], end_token: str,
+                       condition_tokens: Sequence[str] = (),
+                       condition_edges: BucketEdges | None = None) -> str:
+    """sha256 of the vocabulary, merges, end token and conditions: equal exactly when the ids
+    mean the same."""
     settings = {"kind": PRESET_KIND, "format_version": FORMAT_VERSION, "end_token": end_token,
-                "special_tokens": list(SPECIAL_TOKENS)}
+                "special_tokens": [*SPECIAL_TOKENS, *condition_tokens]}
+    if condition_edges:  # only then: fingerprints without conditions stay as they were
+        settings["condition_edges"] = condition_edges
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     digest.update(json.dumps(sorted(vocabulary.items(), key=lambda item: item[1])).encode())
     digest.update("\n".join(merges).encode())
@@ -55,9 +65,11 @@ def preset_fingerprint(vocabulary: Mapping[str, int], merges: Sequence[str], end
 
 
 def preset_tokenizer(vocabulary: Mapping[str, int], merges: Sequence[str],
-                     end_token: str = "<|endoftext|>") -> BpeTokenizer:
+                     end_token: str = "<|endoftext|>", condition_tokens: Sequence[str] = (),
+                     condition_edges: BucketEdges | None = None) -> BpeTokenizer:
     """The preset's byte-level BPE with project ids: text encodes to the same tokens as the
-    preset's own tokenizer (GPT-2's pre-tokenizing regex), and decode(encode(t)) == t."""
+    preset's own tokenizer (GPT-2's pre-tokenizing regex), and decode(encode(t)) == t.
+    `condition_tokens` follow the vocabulary; `condition_edges` are kept with them."""
     end_id = end_token_id(vocabulary, end_token)
     vocab = {token: i for i, token in enumerate(SPECIAL_TOKENS)}
     vocab.update({token: project_id(int(i), end_id) for token, i in vocabulary.items()
@@ -67,7 +79,11 @@ def preset_tokenizer(vocabulary: Mapping[str, int], merges: Sequence[str],
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
     backend.decoder = decoders.ByteLevel()
     backend.add_special_tokens(list(SPECIAL_TOKENS))  # already in vocab: they keep ids 0..3
-    return BpeTokenizer(backend, preset_fingerprint(vocabulary, merges, end_token))
+    backend.add_special_tokens(list(condition_tokens))  # new: ids len(vocab), len(vocab) + 1, ...
+    tokenizer = BpeTokenizer(backend, preset_fingerprint(vocabulary, merges, end_token,
+                                                         condition_tokens, condition_edges))
+    tokenizer.condition_edges = dict(condition_edges or {})
+    return tokenizer
 
 
 def save_or_reuse(tokenizer: BpeTokenizer, path: str | os.PathLike) -> TextTokenizer:

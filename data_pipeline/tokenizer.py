@@ -9,7 +9,8 @@ Two kinds share one interface (`TextTokenizer`):
 Special ids are fixed for every kind: [PAD]=0 (masked by loss and metrics), [UNK]=1, [BOS]=2,
 [EOS]=3 (the document separator in token streams). With CONFIG's condition_columns, the
 condition tokens (`<category=computers>`, data_pipeline/conditions.py) follow as special tokens
-4, 5, ...: never split, never produced by encoding text, and part of the fingerprint.
+4, 5, ... (a preset's tokenizer appends them after its vocabulary instead): never split, never
+produced by encoding text, and part of the fingerprint, like the bucket edges of numeric columns.
 
 A manifest beside the JSON (`<path>.manifest.json`) holds the fingerprint: sha256 of the training
 text and the settings. The file is reused only when the fingerprint matches, refitted otherwise;
@@ -29,8 +30,8 @@ from typing import Any, Iterable, Sequence
 import tokenizers
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
-from data_pipeline.conditions import (UNKNOWN_VALUE, Conditions, condition_token,
-                                      condition_vocabulary, known_values)
+from data_pipeline.conditions import (UNKNOWN_VALUE, BucketEdges, Conditions, condition_token,
+                                      condition_vocabulary, describe_conditions, known_values)
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.manifests import read_json, write_json, write_text_atomically
@@ -52,12 +53,16 @@ class TextTokenizer:
     kind = ""
 
     def __init__(self, fingerprint: str = "", path: str | None = None,
-                 condition_tokens: Sequence[str] = ()) -> None:
+                 condition_tokens: Sequence[str] = (),
+                 condition_start: int = len(SPECIAL_TOKENS)) -> None:
         self.fingerprint = fingerprint
         self.path = path
-        self.condition_tokens = tuple(condition_tokens)  # ids 4, 5, ... in this order
+        self.condition_tokens = tuple(condition_tokens)  # consecutive ids from condition_start
         self._condition_ids = {token: i for i, token in
-                               enumerate(self.condition_tokens, start=len(SPECIAL_TOKENS))}
+                               enumerate(self.condition_tokens, start=condition_start)}
+        self._condition_start = condition_start
+        # numeric condition column -> its bucket edges (fitted on train), kept in the manifest
+        self.condition_edges: BucketEdges = {}
 
     @property
     def special_tokens(self) -> tuple[str, ...]:
@@ -67,13 +72,23 @@ class TextTokenizer:
     @property
     def condition_id_range(self) -> tuple[int, int]:
         """[first, end) of the condition tokens' ids: targets in it are masked like [PAD]."""
-        first = len(SPECIAL_TOKENS)
+        first = self._condition_start
         return first, first + len(self.condition_tokens)
+
+    @property
+    def condition_ids(self) -> dict[str, int]:
+        """Condition token -> its id."""
+        return dict(self._condition_ids)
 
     @property
     def known_conditions(self) -> dict[str, list[str]]:
         """Condition column -> the values seen in train; empty for an unconditional tokenizer."""
         return known_values(self.condition_tokens)
+
+    @property
+    def condition_choices(self) -> dict[str, list[str]]:
+        """known_conditions as condition lists show them: a bucket with its range, "q2 (3 to 7)"."""
+        return describe_conditions(self.known_conditions, self.condition_edges)
 
     def encode_conditions(self, columns: Sequence[str],
                           values: Sequence[Conditions]) -> list[list[int]]:
@@ -82,6 +97,11 @@ class TextTokenizer:
         return [[ids.get(condition_token(column, value),
                          ids[condition_token(column, UNKNOWN_VALUE)])
                  for column, value in zip(columns, document)] for document in values]
+
+    @property
+    def special_ids(self) -> list[int]:
+        """The ids of special_tokens, in the same order."""
+        return [*range(len(SPECIAL_TOKENS)), *self._condition_ids.values()]
 
     @property
     def vocab_size(self) -> int:
@@ -112,6 +132,7 @@ class TextTokenizer:
                     "fingerprint": self.fingerprint, "format_version": FORMAT_VERSION,
                     "special_tokens": list(self.special_tokens),
                     "conditions": self.known_conditions,
+                    "condition_edges": self.condition_edges,
                     "library": f"tokenizers {tokenizers.__version__}"}
         write_text_atomically(path, self.to_json())
         write_json(manifest_path(path), manifest)
@@ -139,6 +160,7 @@ class TextTokenizer:
             raise DataError(f"tokenizer file {str(path)!r} cannot be read ({error}): delete it "
                             "and its manifest so it is refitted") from None
         tokenizer.path = str(path)
+        tokenizer.condition_edges = dict(manifest.get("condition_edges") or {})
         return tokenizer
 
     def __repr__(self) -> str:
@@ -154,8 +176,9 @@ class BpeTokenizer(TextTokenizer):
     def __init__(self, backend: tokenizers.Tokenizer, fingerprint: str = "",
                  path: str | None = None) -> None:
         added = backend.get_added_tokens_decoder()  # id -> AddedToken: the special tokens
-        specials = [added[i].content for i in sorted(added)]
-        super().__init__(fingerprint, path, condition_tokens=specials[len(SPECIAL_TOKENS):])
+        conditions = sorted(added)[len(SPECIAL_TOKENS):]  # ids 4.. (a preset's: after its vocabulary)
+        super().__init__(fingerprint, path, condition_tokens=[added[i].content for i in conditions],
+                         condition_start=conditions[0] if conditions else len(SPECIAL_TOKENS))
         # "[EOS]" typed inside a document is text, not the separator: keeps the round trip exact.
         backend.encode_special_tokens = True
         self._backend = backend
@@ -192,8 +215,8 @@ class BpeTokenizer(TextTokenizer):
     def token_bytes(self) -> list[bytes]:
         """The bytes each id decodes to (b"" for special tokens): what stop strings match."""
         byte_of = byte_level_alphabet()
-        first_text = len(self.special_tokens)
-        return [b"" if i < first_text else bytes(byte_of[c] for c in self._backend.id_to_token(i))
+        special = set(self.special_ids)
+        return [b"" if i in special else bytes(byte_of[c] for c in self._backend.id_to_token(i))
                 for i in range(self.vocab_size)]
 
     def to_json(self) -> str:
@@ -273,11 +296,13 @@ TOKENIZER_KINDS: dict[str, type[TextTokenizer]] = {"bpe": BpeTokenizer, "char": 
 
 
 def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig,
-                          train_conditions: Sequence[Conditions] | None = None) -> TextTokenizer:
+                          train_conditions: Sequence[Conditions] | None = None,
+                          condition_edges: BucketEdges | None = None) -> TextTokenizer:
     """Reuse config.tokenizer_path when its fingerprint matches the training text, else (re)fit.
 
     With config.condition_columns, `train_conditions` (one per document) give the condition
-    tokens: one per value seen in train, and one unknown per column.
+    tokens: one per value seen in train, and one unknown per column; `condition_edges` the
+    bucket edges of numeric ones (Corpus.condition_edges), kept with the tokenizer.
     """
     if not train_documents:
         raise DataError("the training split is empty, so there is nothing to fit a tokenizer on: "
@@ -288,8 +313,9 @@ def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig,
                         "path, e.g. 'trained_models/tokenizer.json'")
     _refuse_foreign_file(path)  # before the slow fit, not after
     condition_tokens = _condition_tokens(config, train_conditions)
+    edges = dict(condition_edges or {})
     fingerprint = training_fingerprint(train_documents, config.tokenizer, config.vocab_size,
-                                       condition_tokens)
+                                       condition_tokens, edges)
     manifest = read_manifest(path)
     if manifest is not None and path.is_file():
         if manifest.get("fingerprint") == fingerprint:
@@ -302,16 +328,20 @@ def fit_or_load_tokenizer(train_documents: list[str], config: ExperimentConfig,
                  path, config.tokenizer, config.vocab_size, len(train_documents))
     tokenizer = TOKENIZER_KINDS[config.tokenizer].fit(train_documents, config.vocab_size,
                                                       fingerprint, condition_tokens)
+    tokenizer.condition_edges = edges
     tokenizer.save(path)
     return tokenizer
 
 
 def training_fingerprint(documents: Iterable[str], kind: str, vocab_size: int,
-                         condition_tokens: Sequence[str] = ()) -> str:
+                         condition_tokens: Sequence[str] = (),
+                         condition_edges: BucketEdges | None = None) -> str:
     """sha256 of the settings and every training document (length-prefixed: no ambiguity)."""
     settings = {"kind": kind, "vocab_size": vocab_size, "format_version": FORMAT_VERSION,
                 "special_tokens": [*SPECIAL_TOKENS, *condition_tokens],
                 "min_frequency": BPE_MIN_FREQUENCY if kind == "bpe" else None}
+    if condition_edges:  # only then: fingerprints of tokenizers without them stay as they were
+        settings["condition_edges"] = condition_edges
     digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode())
     for text in documents:
         data = text.encode("utf-8", "surrogatepass")
@@ -320,15 +350,21 @@ def training_fingerprint(documents: Iterable[str], kind: str, vocab_size: int,
     return digest.hexdigest()
 
 
-def _condition_tokens(config: ExperimentConfig,
-                      train_conditions: Sequence[Conditions] | None) -> list[str]:
-    """The condition vocabulary from train; a DataError when it would crowd out the text."""
+def condition_tokens_of(config: ExperimentConfig,
+                        train_conditions: Sequence[Conditions] | None) -> list[str]:
+    """CONFIG's condition vocabulary from the train values; [] without condition_columns."""
     if not config.condition_columns:
         return []
     if train_conditions is None:
-        raise ValueError("condition_columns are set but no train conditions were passed: call "
-                         "fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of('train'))")
-    tokens = condition_vocabulary(config.condition_columns, train_conditions)
+        raise ValueError("condition_columns are set but no train conditions were passed: pass "
+                         "corpus.conditions_of('train') and corpus.condition_edges")
+    return condition_vocabulary(config.condition_columns, train_conditions)
+
+
+def _condition_tokens(config: ExperimentConfig,
+                      train_conditions: Sequence[Conditions] | None) -> list[str]:
+    """The condition vocabulary from train; a DataError when it would crowd out the text."""
+    tokens = condition_tokens_of(config, train_conditions)
     room = config.vocab_size - len(SPECIAL_TOKENS) - (256 if config.tokenizer == "bpe" else 0)
     if len(tokens) > room // 2:
         raise DataError(f"condition_columns {list(config.condition_columns)} have {len(tokens)} "

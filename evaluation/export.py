@@ -5,7 +5,9 @@
 --out receives the SavedModel (signature `generate`, also `serving_default`: token ids in,
 token ids out, see evaluation/exported_generation.py), `tokenizer.json` (the tokenizer the model
 was trained with, found like evaluation.generate finds it) and `export.json` (the special ids,
-the prompt cleaning and the signature's inputs, for the client that encodes and decodes). The
+the prompt cleaning, the condition ids and the signature's inputs, for the client that encodes
+and decodes). A conditional model takes its conditions as ids at the start of `prompt_ids`, one
+per condition column in training's order (export.json's "condition_ids"). The
 tokenizer stays outside the graph: the project's byte-level BPE in TensorFlow ops (keras-hub's
 BytePairTokenizer) needs tensorflow-text's custom ops, which a plain TensorFlow process cannot
 load, and encodes a prompt ~70x slower than the `tokenizers` library (`benchmarks/export.py`).
@@ -88,7 +90,6 @@ def describe(job: ExportJob, family: str, max_sequence_length: int | None,
              start_id: int) -> dict[str, Any]:
     """export.json: what a client needs to build requests and read the answers."""
     tokenizer = job.tokenizer
-    first, _ = tokenizer.condition_id_range
     return {
         "format": EXPORT_FORMAT,
         "signature": SIGNATURE_NAME,
@@ -102,7 +103,11 @@ def describe(job: ExportJob, family: str, max_sequence_length: int | None,
                         "bos": tokenizer.bos_id, "eos": tokenizer.eos_id},
         "document_start_id": start_id,  # added by the graph before every prompt
         "prompt_cleaning": list(job.config.cleaning_steps),  # apply before encoding, in order
-        "condition_ids": {token: first + i for i, token in enumerate(tokenizer.condition_tokens)},
+        # a conditional model's prompts start with one of these per column, in this order (the
+        # document-start id goes before them); "<column=?>" is a value not seen in training
+        "condition_ids": tokenizer.condition_ids,
+        "condition_columns": tokenizer.condition_choices,  # values, buckets with their ranges
+        "condition_edges": tokenizer.condition_edges,  # numeric columns: q1 below the first edge
         "inputs": {
             "prompt_ids": "int32 [batch, length]: encoded prompts, right-padded with 0 ([PAD]); "
                           "a row of zeros starts a new document; condition ids (if any) first",

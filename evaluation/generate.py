@@ -4,13 +4,16 @@
         --sampler top_p --top-p 0.9 --temperature 0.8 -n 5
     python -m evaluation.generate --model trained_models/*.keras --prompt "police"   # side by side
     python -m evaluation.generate --model trained_models/gru.keras --condition category=zippy
+    python -m evaluation.generate --model trained_models/gpt2.keras --list-conditions
+    python -m evaluation.generate --model trained_models/gru.keras --condition price:quantiles5=q2
     python -m evaluation.generate --model trained_models/gru.keras --repetition-penalty 1.2
         --no-repeat-ngram-size 3 --stop-string "." --min-new-tokens 5
 
 The tokenizer comes from the manifest beside the model (`<family>.manifest.json`, key
 "tokenizer_path"), or --tokenizer. Prompts are cleaned like the training text (the manifest's
 `cleaning`), and sampling settings not given default to the manifest's CONFIG. Paths and the
-manifest are checked before TensorFlow is imported, so mistakes fail in a second. Models load
+manifest are checked before TensorFlow is imported, so mistakes fail in a second. A bucketed
+numeric column takes its bucket (q1 .. qN) or a number, which falls in its bucket. Models load
 without their optimizer (inference only), so nothing of the training code is needed.
 """
 
@@ -24,7 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from data_pipeline.cleaning import clean_text
-from data_pipeline.conditions import check_generation_conditions
+from data_pipeline.conditions import check_generation_conditions, resolve_buckets
 from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
@@ -76,7 +79,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                         help="no end of document before this many new tokens")
     parser.add_argument("--condition", action="append", default=[], metavar="COLUMN=VALUE",
                         help="a condition column's value (repeatable), for models trained with "
-                             "condition_columns, e.g. category=computers")
+                             "condition_columns, e.g. category=computers; a bucketed numeric "
+                             "column takes q1 .. qN or a number")
+    parser.add_argument("--list-conditions", action="store_true",
+                        help="print each model's condition columns and values (buckets with "
+                             "their ranges), then stop")
     parser.add_argument("--no-xla", dest="jit_compile", action="store_false", default=None,
                         help="run the sampling loop without XLA (default: per sampler)")
     return parser.parse_args(argv)
@@ -153,8 +160,8 @@ def prepare(model_path: Path, args: argparse.Namespace) -> GenerationJob:
         raise DataError("-n and --max-new-tokens must be >= 1")
     controls = GenerationControls.from_settings(settings, config.cleaning_steps)
     prompts = [clean_text(prompt, config.cleaning_steps) for prompt in (args.prompt or [""])]
-    conditions = parse_conditions(args.condition)
-    check_generation_conditions(conditions, tokenizer.known_conditions)
+    conditions = resolve_buckets(parse_conditions(args.condition), tokenizer.condition_edges)
+    check_generation_conditions(conditions, tokenizer.known_conditions, tokenizer.condition_edges)
     return GenerationJob(model_path, tokenizer, config, settings, controls, prompts, conditions)
 
 
@@ -169,11 +176,23 @@ def parse_conditions(pairs: Sequence[str]) -> dict[str, str]:
     return conditions
 
 
+def condition_lines(tokenizer: TextTokenizer) -> list[str]:
+    """`column: value, value, ...` per condition column (buckets with their ranges)."""
+    choices = tokenizer.condition_choices
+    return ([f"{column}: {', '.join(values)}" for column, values in choices.items()]
+            or ["(no conditions: the model was trained without condition_columns)"])
+
+
 def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
-    """Per model, in --model order: its documents, in prompt order, `num_samples` per prompt.
+    """Per model, in --model order: its documents, in prompt order, `num_samples` per prompt
+    (--list-conditions: its condition lists instead, without TensorFlow).
 
     Every model's files are checked before the first one is loaded.
     """
+    if args.list_conditions:
+        return [(Path(path), condition_lines(find_tokenizer(Path(path), read_manifest(Path(path)),
+                                                            args.tokenizer)))
+                for path in args.model]
     jobs = [prepare(Path(path), args) for path in args.model]
 
     from evaluation.generation import document_start_id, generate

@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 from keras import ops
 
-from data_pipeline.conditions import check_generation_conditions
+from data_pipeline.conditions import check_generation_conditions, resolve_buckets
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
@@ -336,7 +336,8 @@ def encode_prompts(tokenizer: TextTokenizer, prompts: Sequence[str],
 def condition_prefix(tokenizer: TextTokenizer, conditions: Mapping[str, str] | None) -> list[int]:
     """The condition ids a document of these values starts with, in training's column order."""
     known = tokenizer.known_conditions
-    check_generation_conditions(conditions, known)
+    conditions = resolve_buckets(conditions, tokenizer.condition_edges)
+    check_generation_conditions(conditions, known, tokenizer.condition_edges)
     if not known:
         return []
     columns = list(known)

@@ -102,6 +102,12 @@ def default_settings(config: ExperimentConfig) -> dict[str, Any]:
     return {control.name: getattr(config, control.name) for control in CONTROLS}
 
 
+def condition_options(tokenizer: TextTokenizer) -> dict[str, list[tuple[str, str]]]:
+    """Column -> its (label, value) choices: a bucket shown with its range, "q2 (3 to 7)"."""
+    return {column: list(zip(tokenizer.condition_choices[column], values))
+            for column, values in tokenizer.known_conditions.items()}
+
+
 def sample_side_by_side(models: Sequence[PanelModel], prompt: str, settings: Mapping[str, Any],
                         conditions: Mapping[str, str] | None = None) -> list[PanelSample]:
     """One sample per model for `prompt` ("" starts a new document), in the models' order."""
@@ -166,8 +172,8 @@ def show_generation_panel(model_paths: Sequence[str | Path], ngram: Any = None,
     prompt = widgets.Text(value="", placeholder="prompt ('' starts a new document)",
                           description="prompt", layout=widgets.Layout(width="60%"))
     controls = {control.name: _widget(widgets, control, settings[control.name]) for control in CONTROLS}
-    conditions = {column: widgets.Dropdown(options=values, description=column)
-                  for column, values in models[0].tokenizer.known_conditions.items()}
+    conditions = {column: widgets.Dropdown(options=options, description=column)
+                  for column, options in condition_options(models[0].tokenizer).items()}
     button = widgets.Button(description="Generate side by side", button_style="primary",
                             layout=widgets.Layout(width="220px"))
     result = widgets.HTML(value="")

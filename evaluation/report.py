@@ -30,14 +30,16 @@ COLUMNS = ("model", "seeds", "parameters", "trainable_parameters", "test_perplex
            "known_word_share_high", "memorised_share",
            "bleu_4", "bleu_4_low", "bleu_4_high", "self_bleu_4", "self_bleu_4_low",
            "self_bleu_4_high", "longest_copied_words",
-           "condition_gain_bits_per_char")
+           "condition_gain_bits_per_char", "condition_accuracy", "condition_accuracy_chance",
+           "sample_condition_accuracy")
 # Markdown number formats (the CSV keeps full precision); columns not named here: ".4g".
 _MARKDOWN_FORMATS = {
     "seeds": "d", "parameters": ",.0f", "trainable_parameters": ",.0f", "test_perplexity": ".2f",
     "bits_per_char_seed_sd": ".4f", "test_accuracy": ".4f", "train_seconds": ".2f",
     "train_tokens_per_second": ",.0f", "generation_ms_per_token": ".2f", "distinct_1": ".3f",
     "distinct_2": ".3f", "memorised_share": ".3f", "longest_copied_words": ".1f",
-    "condition_gain_bits_per_char": ".4f"}
+    "condition_gain_bits_per_char": ".4f", "condition_accuracy": ".3f",
+    "condition_accuracy_chance": ".3f", "sample_condition_accuracy": ".3f"}
 # Shown in the markdown as "value [low, high]": column -> (format, low column, high column)
 _WITH_INTERVAL = {
     "test_bits_per_char": (".4f", "test_bits_per_char_low", "test_bits_per_char_high"),
@@ -86,6 +88,11 @@ class ModelReport:
     longest_copied_words: float | None = None  # median over samples of the longest run from a training text
     # test bits/char of the same model with the condition values shuffled across test documents
     shuffled_condition_bits_per_char: float | None = None
+    # balanced accuracy of the model as a classifier of test documents' condition values, its
+    # chance level, and the same for samples generated under each value (condition_accuracy.py)
+    condition_accuracy: float | None = None
+    condition_accuracy_chance: float | None = None
+    sample_condition_accuracy: float | None = None
     baseline: bool = False  # drawn as a reference line, not a bar, in the plots
     note: str | None = None  # printed under the table, e.g. why a cell is empty
     seed: int | None = None  # the training seed; reports of one model at several seeds make one row
@@ -112,6 +119,9 @@ class ModelReport:
             "self_bleu_4": value(self.self_bleu_4),
             "longest_copied_words": value(self.longest_copied_words),
             "condition_gain_bits_per_char": value(self.condition_gain_bits_per_char),
+            "condition_accuracy": value(self.condition_accuracy),
+            "condition_accuracy_chance": value(self.condition_accuracy_chance),
+            "sample_condition_accuracy": value(self.sample_condition_accuracy),
         }
 
     @property

@@ -10,12 +10,18 @@ weights: it reloads without the preset, offline.
 With `lora_rank`, KerasHub's `enable_lora` adds rank-r adapters to every attention query and value
 projection and freezes the rest (and we freeze those projections' biases too, as LoRA does), so
 only the adapters train. Keras folds the adapters into the kernels when it saves.
+
+With condition_columns, the tokenizer appends one token per condition value after the preset's
+vocabulary (data_pipeline/preset_tokenizer.py) and this model resizes the embedding for them: a
+table of `condition_tokens` new rows (GPT-2's initialisation), trainable also under LoRA, whose
+logits are never sampled. Chosen over a text prefix ("category: zippy | ...") by measurement:
+benchmarks/condition_layout.py.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 import keras
 import keras_hub
@@ -23,7 +29,8 @@ from keras import ops
 
 from data_pipeline.errors import ConfigError
 from data_pipeline.preset_tokenizer import end_token_id, preset_tokenizer, save_or_reuse
-from data_pipeline.tokenizer import SPECIAL_TOKENS, TextTokenizer
+from data_pipeline.conditions import BucketEdges, Conditions
+from data_pipeline.tokenizer import SPECIAL_TOKENS, TextTokenizer, condition_tokens_of
 from model_architectures.contract import LanguageModel, matmul_weights
 from model_architectures.gpt2_space import GPT2_SPACE
 from model_architectures.saving import RestoresTrainingState
@@ -43,13 +50,23 @@ class Gpt2LanguageModel(RestoresTrainingState, LanguageModel):
     """Project token ids (B, T) -> next-token logits (B, T, V) over the project's ids."""
 
     def __init__(self, backbone: keras_hub.models.GPT2Backbone, max_len: int, end_token_id: int,
-                 lora_rank: int | None = None, **kwargs: Any) -> None:
+                 lora_rank: int | None = None, condition_tokens: int = 0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.backbone = backbone
         self.max_len, self.end_token_id = int(max_len), int(end_token_id)
         self.lora_rank = None if lora_rank is None else int(lora_rank)
-        # The preset's vocabulary without its end token, after the project's special ids.
-        self.vocab_size = backbone.vocabulary_size - 1 + len(SPECIAL_TOKENS)
+        # The preset's vocabulary without its end token, after the project's special ids; then
+        # the condition tokens.
+        self.preset_vocab_size = backbone.vocabulary_size - 1 + len(SPECIAL_TOKENS)
+        self.condition_tokens = int(condition_tokens)
+        self.vocab_size = self.preset_vocab_size + self.condition_tokens
+        self.condition_embedding = None
+        if self.condition_tokens:
+            self.condition_embedding = keras.layers.Embedding(
+                self.condition_tokens, backbone.hidden_dim, name="condition_embedding",
+                embeddings_initializer=keras.initializers.RandomNormal(stddev=0.02),
+                dtype=backbone.token_embedding.dtype_policy)
+            self.condition_embedding.build((None, None))
         if self.max_len > backbone.max_sequence_length:
             raise ConfigError(f"CONFIG['max_len'] = {self.max_len}: the preset has "
                               f"{backbone.max_sequence_length} positions; lower max_len")
@@ -68,15 +85,21 @@ class Gpt2LanguageModel(RestoresTrainingState, LanguageModel):
         self.built = True  # the backbone is built with its preset
 
     def _preset_ids(self, token_ids):
-        """Project ids -> the preset's: specials -> its end token, the rest shift back down."""
+        """Project ids -> the preset's: specials (and condition ids) -> its end token, the rest
+        shift back down."""
         ids = ops.cast(token_ids, "int32")  # (B, T)
         shifted = ids - len(SPECIAL_TOKENS)
         shifted = shifted + ops.cast(shifted >= self.end_token_id, "int32")
-        return ops.where(ids < len(SPECIAL_TOKENS), self.end_token_id, shifted)
+        outside = (ids < len(SPECIAL_TOKENS)) | (ids >= self.preset_vocab_size)
+        return ops.where(outside, self.end_token_id, shifted)
 
     def _embed(self, token_ids, start_index=0, training: bool = False):
         backbone = self.backbone
         tokens = backbone.token_embedding(self._preset_ids(token_ids))  # (B, T, E)
+        if self.condition_tokens:  # condition ids take their rows of the new table
+            offset = ops.cast(token_ids, "int32") - self.preset_vocab_size  # (B, T)
+            extra = self.condition_embedding(ops.clip(offset, 0, self.condition_tokens - 1))
+            tokens = ops.where(ops.expand_dims(offset >= 0, -1), extra, tokens)  # (B, T, E)
         positions = backbone.position_embedding(tokens, start_index=start_index)  # (B, T, E)
         return backbone.embeddings_dropout(backbone.embeddings_add((tokens, positions)),
                                            training=training)
@@ -92,9 +115,11 @@ class Gpt2LanguageModel(RestoresTrainingState, LanguageModel):
         logits = ops.cast(self.backbone.token_embedding(x, reverse=True), "float32")  # (B, t, Vp)
         end = self.end_token_id
         never = ops.full(ops.shape(logits)[:-1] + (len(SPECIAL_TOKENS) - 1,), NEVER, "float32")
-        # project order: [PAD] [UNK] [BOS], [EOS] = the end token, then the rest in preset order
+        conditions = ops.full(ops.shape(logits)[:-1] + (self.condition_tokens,), NEVER, "float32")
+        # project order: [PAD] [UNK] [BOS], [EOS] = the end token, the rest in preset order, then
+        # the condition tokens (inputs only, never predicted)
         return ops.concatenate([never, logits[..., end:end + 1], logits[..., :end],
-                                logits[..., end + 1:]], axis=-1)  # (B, t, V)
+                                logits[..., end + 1:], conditions], axis=-1)  # (B, t, V)
 
     def forward_flops_per_token(self) -> float:
         """Block and output matmuls, plus attention scores and mixing over the training window."""
@@ -125,7 +150,7 @@ class Gpt2LanguageModel(RestoresTrainingState, LanguageModel):
         config = super().get_config()
         config.update({"backbone": keras.saving.serialize_keras_object(self.backbone),
                        "max_len": self.max_len, "end_token_id": self.end_token_id,
-                       "lora_rank": self.lora_rank})
+                       "lora_rank": self.lora_rank, "condition_tokens": self.condition_tokens})
         return config
 
     @classmethod
@@ -140,14 +165,17 @@ def build_gpt2(hp: kt.HyperParameters, vocab_size: int, max_len: int,
                lora_rank: int | None = None) -> keras.Model:
     """Declare the fine-tuning space on `hp`; return the preset's GPT-2 with its pretrained weights.
 
-    `vocab_size` must be the preset tokenizer's (the datasets were built with it).
+    `vocab_size` must be the preset tokenizer's (the datasets were built with it): the tokens
+    past the preset's vocabulary are condition tokens, which get new embedding rows.
     """
     values = declare(hp, "gpt2", GPT2_SPACE, overrides)
     backbone = _load(keras_hub.models.GPT2Backbone.from_preset, pretrained_preset,
                      dropout=values["dropout"])
     tokenizer = _load(keras_hub.tokenizers.GPT2Tokenizer.from_preset, pretrained_preset)
+    preset_size = backbone.vocabulary_size - 1 + len(SPECIAL_TOKENS)
     model = Gpt2LanguageModel(backbone, max_len, end_token_id(tokenizer.vocabulary, tokenizer.end_token),
-                              lora_rank, name="gpt2_language_model")
+                              lora_rank, condition_tokens=max(0, vocab_size - preset_size),
+                              name="gpt2_language_model")
     if model.vocab_size != vocab_size:
         raise ConfigError(f"the datasets have vocab_size={vocab_size} but the preset "
                           f"{pretrained_preset!r} has {model.vocab_size} tokens in the project's ids: "
@@ -155,11 +183,15 @@ def build_gpt2(hp: kt.HyperParameters, vocab_size: int, max_len: int,
     return model
 
 
-def gpt2_tokenizer(family: str, config: ExperimentConfig) -> TextTokenizer:
-    """The preset's byte-level BPE in project ids, kept as `<models_dir>/<family>.tokenizer.json`
-    beside the checkpoint (reused while the preset's vocabulary and merges are the same)."""
+def gpt2_tokenizer(family: str, config: ExperimentConfig,
+                   train_conditions: Sequence[Conditions] | None = None,
+                   condition_edges: BucketEdges | None = None) -> TextTokenizer:
+    """The preset's byte-level BPE in project ids, with CONFIG's condition tokens after its
+    vocabulary, kept as `<models_dir>/<family>.tokenizer.json` beside the checkpoint (reused while
+    the preset's vocabulary and merges and the conditions are the same)."""
     tokenizer = _load(keras_hub.tokenizers.GPT2Tokenizer.from_preset, config.pretrained_preset)
-    bpe = preset_tokenizer(dict(tokenizer.vocabulary), list(tokenizer.merges), tokenizer.end_token)
+    bpe = preset_tokenizer(dict(tokenizer.vocabulary), list(tokenizer.merges), tokenizer.end_token,
+                           condition_tokens_of(config, train_conditions), condition_edges)
     return save_or_reuse(bpe, Path(config.models_dir) / f"{family}.tokenizer.json")
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import difflib
 import importlib
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Sequence
 
 from data_pipeline.errors import ConfigError
 from model_architectures.bilstm_space import BILSTM_OBJECTIVE_REASON, BILSTM_OBJECTIVES, BILSTM_SPACE, BILSTM_TINY
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     import keras
     import keras_tuner as kt
 
+    from data_pipeline.conditions import BucketEdges, Conditions
     from data_pipeline.config import ExperimentConfig
     from data_pipeline.tokenizer import TextTokenizer
 
@@ -47,7 +48,8 @@ class Family:
     objectives: tuple[str, ...] = OBJECTIVES  # the model class declares the same
     objective_reason: str = ""  # why an objective outside `objectives` is refused
     config_keys: tuple[str, ...] = ()  # CONFIG keys the builder takes as keyword arguments
-    # A function in `module`, tokenizer(family, config) -> TextTokenizer, for a family that brings
+    # A function in `module`, tokenizer(family, config, train_conditions, condition_edges) ->
+    # TextTokenizer (with CONFIG's condition tokens), for a family that brings
     # its own (a pretrained preset's); None: it trains on the project's tokenizer at any vocab_size.
     tokenizer: str | None = None
     # False: the model has no likelihood of text (a GAN), so no perplexity or bits/char; it is
@@ -94,12 +96,16 @@ def family_names(objective: str | None = None, brings_tokenizer: bool | None = N
                  and (likelihood is None or spec.likelihood == likelihood))
 
 
-def family_tokenizer(family: str, config: ExperimentConfig) -> TextTokenizer | None:
-    """The tokenizer `family` brings (imports its module), or None: it uses the project's."""
+def family_tokenizer(family: str, config: ExperimentConfig,
+                     train_conditions: Sequence[Conditions] | None = None,
+                     condition_edges: BucketEdges | None = None) -> TextTokenizer | None:
+    """The tokenizer `family` brings (imports its module), or None: it uses the project's.
+    With condition_columns it carries their tokens, from the train values (and bucket edges)."""
     spec = _family(family)
     if spec.tokenizer is None:
         return None
-    return getattr(importlib.import_module(spec.module), spec.tokenizer)(family, config)
+    return getattr(importlib.import_module(spec.module), spec.tokenizer)(
+        family, config, train_conditions, condition_edges)
 
 
 def has_likelihood(family: str) -> bool:

@@ -78,7 +78,15 @@ BAD_INPUTS = {
     "missing CSV column": ({"data_file": "news.csv", "text_column": "title"},
                            "has no column text_column='title'"),
     "bad condition bucket": ({"condition_columns": ["publish_date:century"]},
-                             "a date column is bucketed with one of ['publish_date:year'"),
+                             "bucket a date column with one of ['publish_date:year'"),
+    "bad numeric bucket spelling": ({"condition_columns": ["price:quantile5"]},
+                                    "or a numeric one with 'price:quantilesN'"),
+    "non-numeric value in a numeric column": (
+        {"data_file": "news.csv", "condition_columns": ["price:quantiles2"]},
+        "is declared numeric but data row 7 holds 'n/a'"),
+    "more buckets than values": ({"data_file": "news.csv", "condition_columns": ["size:quantiles5"]},
+                                 "has 2 distinct values in the training split, fewer than its 5 "
+                                 "buckets"),
     "missing condition column": ({"data_file": "news.csv", "condition_columns": ["category"]},
                                  "has no column 'category' named in condition_columns"),
     "no training seed": ({"seeds": 0}, "'seeds'] = 0: give a whole number of training seeds"),
@@ -90,8 +98,8 @@ BAD_INPUTS = {
 @pytest.mark.parametrize("case", BAD_INPUTS)
 def test_command_line_names_bad_input_in_one_line_before_tensorflow(tmp_path: Path, case: str) -> None:
     settings, expected = BAD_INPUTS[case]
-    write_csv(tmp_path / "news.csv", [[f"headline number {i}"] for i in range(40)],
-              header=["headline_text"])
+    write_csv(tmp_path / "news.csv", [[f"headline number {i}", "n/a" if i == 6 else i, i % 2]
+                                      for i in range(40)], header=["headline_text", "price", "size"])
     settings = {key: str(tmp_path / value) if key == "data_file" else value
                 for key, value in settings.items()}
     path = tmp_path / "experiment.json"

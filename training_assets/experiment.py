@@ -28,6 +28,8 @@ from data_pipeline.streaming import prepare_streamed, uses_streaming
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer
 from evaluation.baselines import KneserNeyLM, fit_kneser_ney, kneser_ney_report
 from evaluation.bleu import BleuReferences, bleu_4_scores, reference_sample, self_bleu_4_scores
+from evaluation.condition_accuracy import (ConditionAccuracy, condition_accuracy,
+                                           generate_under_each_value)
 from evaluation.condition_gain import shuffled_condition_evaluation
 from evaluation.decoding_sweep import SweepPoint, decoding_sweep, sweep_table
 from evaluation.evaluate import EvaluationResult, evaluate_model
@@ -138,7 +140,8 @@ def prepare_data(config: ExperimentConfig, environment: Environment,
                                         num_replicas=environment.replicas)
         return PreparedData(corpus=streamed.corpus, tokenizer=streamed.tokenizer, datasets=datasets)
     corpus = load_corpus(config) if corpus is None else corpus
-    tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"))
+    tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"),
+                                      corpus.condition_edges)
     datasets = build_datasets(corpus, tokenizer, config, num_replicas=environment.replicas)
     return PreparedData(corpus=corpus, tokenizer=tokenizer, datasets=datasets)
 
@@ -150,7 +153,8 @@ def family_data(family: str, config: ExperimentConfig, data: PreparedData) -> Pr
     if not FAMILIES[family].brings_tokenizer:
         return data
     if family not in data.by_family:
-        tokenizer = family_tokenizer(family, config)
+        tokenizer = family_tokenizer(family, config, data.corpus.conditions_of("train"),
+                                     data.corpus.condition_edges)
         replicas = data.datasets.global_batch_size // data.datasets.per_replica_batch_size
         data.by_family[family] = PreparedData(data.corpus, tokenizer, build_datasets(
             data.corpus, tokenizer, config, num_replicas=replicas))
@@ -203,6 +207,7 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
     else:  # empty cells with a note; its samples below are measured like every model's
         evaluation, shuffled = EvaluationResult.undefined(data.datasets.test), None
     conditions = most_common_conditions(config, data.corpus)
+    followed = conditions_followed(model, config, data, conditions)
     generated = generate_timed(
         model, data.tokenizer, sample_prompts(config),
         max_new_tokens=config.max_new_tokens, sampler=config.sampler,
@@ -222,6 +227,9 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
         generation_ms_per_token=generated.ms_per_token,
         **sample_measures(generated.texts, data.corpus, references),
         shuffled_condition_bits_per_char=None if shuffled is None else shuffled.bits_per_char,
+        condition_accuracy=None if followed is None else followed.accuracy,
+        condition_accuracy_chance=None if followed is None else followed.chance,
+        sample_condition_accuracy=None if followed is None else followed.sample_accuracy,
         note=None if model.has_likelihood else NO_LIKELIHOOD_NOTE,
     )
     sweep = []
@@ -232,6 +240,22 @@ def evaluate_family(training: TrainingResult, config: ExperimentConfig,
                  time.perf_counter() - started)
     return FamilyRun(family=training.family, training=training, report=report,
                      samples=generated.texts, sweep=sweep)
+
+
+def conditions_followed(model: keras.Model, config: ExperimentConfig, data: PreparedData,
+                        typical: dict[str, str] | None) -> ConditionAccuracy | None:
+    """condition_accuracy on the test split and on samples generated under each value; None
+    without condition_columns or for a model without a likelihood (it cannot classify)."""
+    if typical is None or not model.has_likelihood:
+        return None
+    started = time.perf_counter()
+    samples, given = generate_under_each_value(model, data.tokenizer, config, typical)
+    followed = condition_accuracy(model, data.corpus.test, data.corpus.conditions_of("test"),
+                                  data.tokenizer, config, data.datasets.global_batch_size,
+                                  samples, given)
+    log.info("condition accuracy %.3f (chance %.3f), of samples %.3f, in %.1f s", followed.accuracy,
+             followed.chance, followed.sample_accuracy, time.perf_counter() - started)
+    return followed
 
 
 def sample_prompts(config: ExperimentConfig) -> list[str]:
