@@ -18,6 +18,7 @@ each model's mean validation loss per token on the same rows.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 import time
@@ -67,12 +68,12 @@ def measured(arguments: dict[str, Any], wall: list[float], cpu: list[float], val
     warm, shape = arguments["warm_steps"], SHAPES[arguments["shape"]]
     tokens_per_step = shape["batch"] * shape["config"]["max_len"]
     steps = len(wall) - 1 - warm
-    seconds = wall[-1] - wall[warm]
+    seconds = wall[-1] - wall[warm] if steps > 0 else float("nan")  # nan: the budget ended while warming
     return {"shape": arguments["shape"], "family": arguments["family"], **extra,
             "threads": arguments["threads"], "budget_seconds": arguments["seconds"], "steps": len(wall),
             "tokens_per_second": round(tokens_per_step * steps / seconds, 1),
-            "ms_per_step": round(1000 * seconds / steps, 2),
-            "cpu_per_wall": round((cpu[-1] - cpu[warm]) / seconds, 2),
+            "ms_per_step": round(1000 * seconds / max(steps, 1), 2),
+            "cpu_per_wall": round((cpu[-1] - cpu[warm]) / seconds, 2) if steps > 0 else float("nan"),
             "validation_loss": round(validation_loss, 4),
             "peak_rss_mb": round(peak_rss_mb()), "load_average": load_average()}
 
@@ -188,7 +189,7 @@ def run_order(shapes: list[str], families: tuple[str, ...] = FAMILIES) -> list[d
 
 def keras_over_torch_recurrent(runs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Each Keras setting / the PyTorch run of the same shape, family and threads, with the goal:
-    tokens/s ratio >= 1.0 and validation loss ratio <= 1.00."""
+    tokens/s ratio >= 1.0 and validation loss ratio <= 1.00 (None: a run ended while warming up)."""
     ratios = []
     for reference in (run for run in runs if run["framework"] == "pytorch"):
         same = lambda run: all(run[key] == reference[key] for key in ("shape", "family", "threads"))  # noqa: E731
@@ -201,7 +202,7 @@ def keras_over_torch_recurrent(runs: list[dict[str, Any]]) -> list[dict[str, Any
                              "keras_validation_loss": keras_run["validation_loss"],
                              "pytorch_validation_loss": reference["validation_loss"],
                              "validation_loss_ratio": round(loss, 4),
-                             "meets_goal": speed >= 1.0 and loss <= 1.0})
+                             "meets_goal": None if math.isnan(speed) else speed >= 1.0 and loss <= 1.0})
     return ratios
 
 
