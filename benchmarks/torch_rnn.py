@@ -8,11 +8,11 @@ numbers; training uses benchmarks/torch_training.py's Trainer.
 
 Gate layouts (both frameworks keep one (in, G*units) block per matrix):
 - LSTM: Keras i, f, c, o == PyTorch i, f, g, o; Keras has one bias, PyTorch two (input and
-  recurrent, summed), so the Keras bias goes to bias_ih and bias_hh is zero.
+  recurrent, summed), so the Keras bias goes to bias_ih and bias_hh stays zero and frozen (two
+  trained copies would give the bias two Adam steps per step where Keras gives one).
 - GRU (Keras reset_after=True, PyTorch's only form): Keras z, r, h against PyTorch r, z, n; the
   Keras bias (2, 3*units) holds the input bias then the recurrent one, PyTorch's bias_ih, bias_hh.
-Differences that remain: PyTorch clips the two LSTM biases' gradients as two tensors where Keras
-clips one, and dropout masks come from each framework's own generator.
+What differs: dropout masks come from each framework's own generator.
 
 Needs the benchmark-only extra (requirements-bench.txt): `pip install torch==2.13.0`.
 """
@@ -54,6 +54,10 @@ class RecurrentLM(nn.Module):
         self.dropouts = nn.ModuleList(nn.Dropout(config.dropout) for _ in range(config.num_layers + 1))
         self.projection = (nn.Linear(config.units, config.embedding_dim)
                            if config.units != config.embedding_dim else None)
+        if config.cell == "lstm":  # Keras' LSTM has one bias: bias_ih carries it (see above)
+            for layer in self.recurrent:
+                nn.init.zeros_(layer.bias_hh_l0)
+                layer.bias_hh_l0.requires_grad_(False)
 
     def forward(self, token_ids: torch.Tensor) -> torch.Tensor:
         x = self.dropouts[0](self.token_embedding(token_ids))  # (B, T, E)

@@ -1,7 +1,8 @@
 """The PyTorch references' training step, shared by benchmarks/torch_gpt.py and torch_rnn.py.
 
 It mirrors training_assets/compile.py: AdamW (no decay on biases and norms, i.e. on tensors of
-fewer than two dimensions), each gradient clipped to norm 1 on its own (Keras `clipnorm`), linear
+fewer than two dimensions; epsilon where Keras adds it, which matters for tiny gradients), each
+gradient clipped to norm 1 on its own (Keras `clipnorm`), linear
 warmup then cosine decay to 10% of the peak, whose end can move like WarmupCosineDecay.fit_to_steps;
 and `train_for_seconds` fits that end to a wall-clock budget as training_assets.callbacks'
 ScheduleToTimeBudget does, so both frameworks decay over the steps their own speed allows.
@@ -21,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 PAD_ID = 0  # [PAD] targets are ignored by the loss, as in the Keras masked loss
+BETA_2 = 0.999  # Adam's second-moment decay, Keras' default
 SCHEDULE_EVERY = 16  # steps between two budget estimates (ScheduleToTimeBudget's `every`)
 
 
@@ -43,17 +45,17 @@ class Trainer:
 
     def __init__(self, model: nn.Module, learning_rate: float, total_steps: int, warmup_steps: int,
                  weight_decay: float = 0.01, clipnorm: float = 1.0, epsilon: float = 1e-7) -> None:
-        self.model, self.clipnorm = model, clipnorm
+        self.model, self.clipnorm, self.epsilon = model, clipnorm, epsilon
         self.total_steps, self.warmup_steps = int(total_steps), int(warmup_steps)
         self.planned_steps = self.total_steps  # fit_to_steps never ends the decay later
-        decay = [p for p in model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in model.parameters() if p.dim() < 2]
+        self.parameters = [p for p in model.parameters() if p.requires_grad]
+        decay = [p for p in self.parameters if p.dim() >= 2]
+        no_decay = [p for p in self.parameters if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=learning_rate, betas=(0.9, 0.999), eps=epsilon, foreach=True)
+            lr=learning_rate, betas=(0.9, BETA_2), eps=epsilon, foreach=True)
         self.schedule = torch.optim.lr_scheduler.LambdaLR(   # reads total_steps at every step
             self.optimizer, lambda step: warmup_cosine(step, self.warmup_steps, self.total_steps))
-        self.parameters = list(model.parameters())
         self.steps_done = 0
 
     def fit_to_steps(self, total_steps: int) -> None:
@@ -69,6 +71,8 @@ class Trainer:
         grads = [p.grad for p in self.parameters]
         norms = torch._foreach_norm(grads)  # each gradient on its own, like Keras clipnorm
         torch._foreach_mul_(grads, [torch.clamp(self.clipnorm / (n + 1e-12), max=1.0) for n in norms])
+        for group in self.optimizer.param_groups:  # Keras adds epsilon before the bias correction
+            group["eps"] = self.epsilon / math.sqrt(1 - BETA_2 ** (self.steps_done + 1))
         self.optimizer.step()
         self.schedule.step()
         self.steps_done += 1

@@ -63,6 +63,41 @@ def test_torch_rnn_with_copied_weights_gives_the_keras_logits(cell, sizes):
     np.testing.assert_allclose(got, expected, atol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_torch_rnn_trains_like_keras_on_equal_batches(cell):
+    """Dropout off, same weights and batches: the project's compile (AdamW without decay on biases,
+    per-tensor clipnorm, warmup then cosine) and torch_training.Trainer end at the same model."""
+    torch = pytest.importorskip("torch")
+    import tensorflow as tf
+
+    from benchmarks.recurrent_reference import keras_recurrent_variables
+    from benchmarks.torch_rnn import RecurrentLM, RNNConfig, state_from_keras
+    from benchmarks.torch_training import Trainer
+    from data_pipeline.config import ExperimentConfig
+    from training_assets.compile import compile_model
+
+    sizes, steps = {"embedding_dim": 8, "units": 12, "num_layers": 1, "dropout": 0.0}, 20  # warmup: 10% = 2
+    keras_model = build_model(cell, None, 23, 8, sizes)
+    config = RNNConfig(vocab_size=23, cell=cell, **sizes)
+    torch_model = RecurrentLM(config)
+    torch_model.load_state_dict(state_from_keras(
+        {k: v.numpy() for k, v in keras_recurrent_variables(keras_model).items()}, config))
+    recipe = ExperimentConfig(warmup_steps=2)
+    compile_model(keras_model, recipe, 3e-2, steps, tf.distribute.get_strategy())
+    trainer = Trainer(torch_model, 3e-2, total_steps=steps, warmup_steps=2,
+                      weight_decay=recipe.weight_decay, clipnorm=recipe.clipnorm)
+    rows = np.random.default_rng(2).integers(1, 23, (steps, 4, 9)).astype(np.int32)  # (steps, B, T+1)
+    tokens = rows[0, :, :-1]
+    initial = np.asarray(keras_model(tokens))  # (4, 8, 23)
+    for batch in rows:
+        keras_model.train_on_batch(batch[:, :-1], batch[:, 1:])
+        trainer.step(*(torch.from_numpy(part.astype(np.int64)) for part in (batch[:, :-1], batch[:, 1:])))
+    expected = np.asarray(keras_model(tokens))
+    got = torch_model.eval()(torch.from_numpy(tokens.astype(np.int64))).detach().numpy()
+    assert np.abs(expected - initial).max() > 0.1  # training moved the model
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
 def test_torch_schedule_fits_to_steps_like_the_keras_one():
     """warmup then cosine to 10%, whose end fit_to_steps moves (WarmupCosineDecay.fit_to_steps)."""
     torch = pytest.importorskip("torch")
