@@ -11,7 +11,8 @@ dropout 0.4, learning rate 1e-2), it trains, one process per run, on 1 and 2 thr
 - PyTorch (benchmarks/torch_rnn.py) from the same initial weights (the first Keras run's),
 each for `--seconds` of wall time on the same batches in the same order, with the same recipe
 (AdamW, per-tensor clipnorm, warmup then cosine decay fitted to the budget as
-ScheduleToTimeBudget fits it). Runs alternate Keras / PyTorch / Keras. Tokens/s count the steps
+ScheduleToTimeBudget fits it; on equal batches without dropout both end at the same model,
+tests/test_bench_helpers.py). Runs alternate Keras / PyTorch / Keras. Tokens/s count the steps
 after the first `warm_steps` (tracing); the budget includes them, as a user's budget does. Then
 each model's mean validation loss per token on the same rows.
 """
@@ -21,13 +22,13 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from benchmarks.common import limit_threads, load_average, peak_rss_mb, report, run_worker, write_results
+from benchmarks.common import (limit_threads, load_average, markdown_table, peak_rss_mb, report, run_worker,
+                               write_results)
 from benchmarks.throughput import _keras_mean_loss, batch_order, packed_split_rows, step_clock
 
 NAME = "throughput_recurrent"
@@ -46,7 +47,7 @@ QUICK = {"warm_steps": 2, "val_rows": 48, "seconds": 4.0}
 
 # --- shared by both workers ------------------------------------------------------------------
 def shape_rows(arguments: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The shape's packed train/validation rows (R, max_len + 1), tokenized once per run."""
+    """The shape's packed train/validation rows (R, max_len + 1), tokenized once (cached in workdir)."""
     settings = dict(SHAPES[arguments["shape"]]["config"])
     if arguments["shape"] == "abc":
         settings["data_file"] = arguments["abc"]
@@ -192,17 +193,18 @@ def keras_over_torch_recurrent(runs: list[dict[str, Any]]) -> list[dict[str, Any
     tokens/s ratio >= 1.0 and validation loss ratio <= 1.00 (None: a run ended while warming up)."""
     ratios = []
     for reference in (run for run in runs if run["framework"] == "pytorch"):
-        same = lambda run: all(run[key] == reference[key] for key in ("shape", "family", "threads"))  # noqa: E731
-        for keras_run in (run for run in runs if run["framework"] == "keras" and same(run)):
+        where = {key: reference[key] for key in ("shape", "family", "threads")}
+        for keras_run in (run for run in runs if run["framework"] == "keras"
+                          and all(run[key] == value for key, value in where.items())):
             speed = keras_run["tokens_per_second"] / reference["tokens_per_second"]
             loss = keras_run["validation_loss"] / reference["validation_loss"]
-            ratios.append({key: reference[key] for key in ("shape", "family", "threads")}
-                          | {"keras_setting": keras_run["setting"], "keras_xla": keras_run["xla"],
-                             "tokens_per_second_ratio": round(speed, 3),
-                             "keras_validation_loss": keras_run["validation_loss"],
-                             "pytorch_validation_loss": reference["validation_loss"],
-                             "validation_loss_ratio": round(loss, 4),
-                             "meets_goal": None if math.isnan(speed) else speed >= 1.0 and loss <= 1.0})
+            ratios.append(where | {
+                "keras_setting": keras_run["setting"], "keras_xla": keras_run["xla"],
+                "tokens_per_second_ratio": round(speed, 3),
+                "keras_validation_loss": keras_run["validation_loss"],
+                "pytorch_validation_loss": reference["validation_loss"],
+                "validation_loss_ratio": round(loss, 4),
+                "meets_goal": None if math.isnan(speed) else speed >= 1.0 and loss <= 1.0})
     return ratios
 
 
@@ -224,5 +226,5 @@ def run_recurrent(abc: str | None, seconds: float, quick: bool, started: float) 
     path = write_results(NAME, {"runs": runs, "keras_over_pytorch": ratios, "settings": settings,
                                 "shapes": SHAPES, "abc_file": Path(abc).name if abc else None,
                                 "cpus": os.cpu_count()}, quick, started, command=command)
-    report(NAME, runs, path, notes)
-    report(f"{NAME}: Keras / PyTorch", ratios, path)
+    report(NAME, runs, path, notes + ["Keras / PyTorch (goal: tokens/s ratio >= 1, loss ratio <= 1):",
+                                      markdown_table(ratios)])

@@ -154,7 +154,8 @@ def gpt_data(workdir: str, quick: bool) -> dict[str, np.ndarray]:
                                                    "split": "ordered", "max_len": GPT_MAX_LEN}, quick)
 
 
-def packed_split_rows(workdir: str, name: str, settings: dict[str, Any], quick: bool) -> dict[str, np.ndarray]:
+def packed_split_rows(workdir: str, name: str, settings: dict[str, Any],
+                      quick: bool) -> dict[str, np.ndarray]:
     """Train and validation rows (R, max_len + 1) packed as training packs them, and vocab_size.
 
     `settings` are CONFIG keys (data_file, tokenizer, vocab_size, max_len, split, cleaning...);
@@ -168,8 +169,8 @@ def packed_split_rows(workdir: str, name: str, settings: dict[str, Any], quick: 
     from data_pipeline.datasets import packed_rows, token_stream
     from data_pipeline.tokenizer import fit_or_load_tokenizer
 
-    config = ExperimentConfig.from_dict({**settings, "tokenizer_path": str(Path(workdir) / f"{name}_tokenizer.json"),
-                                         **({"sample_size": 2000} if quick else {})})
+    config = ExperimentConfig.from_dict({**settings, **({"sample_size": 2000} if quick else {}),
+                                         "tokenizer_path": str(Path(workdir) / f"{name}_tokenizer.json")})
     corpus = load_corpus(config)
     tokenizer = fit_or_load_tokenizer(corpus.train, config)
     rows = {split: packed_rows(token_stream(tokenizer.encode_batch(getattr(corpus, split)), tokenizer.eos_id),
@@ -366,10 +367,12 @@ def serve_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
 
 def options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--profile", metavar="DIR", help="also write a TF profiler trace of the Keras GPT to DIR")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="also write a TF profiler trace of the Keras GPT to DIR")
     parser.add_argument("--recurrent", action="store_true",
-                        help="only LSTM and GRU against their PyTorch references (tokens/s, loss at equal time)")
-    parser.add_argument("--abc", metavar="PATH", help="with --recurrent: the ABC headlines CSV (adds its shape)")
+                        help="only LSTM and GRU against PyTorch references (tokens/s, loss at equal time)")
+    parser.add_argument("--abc", metavar="PATH",
+                        help="with --recurrent: the ABC headlines CSV (adds its shape)")
     parser.add_argument("--seconds", type=float, default=60.0,
                         help="with --recurrent: wall-clock training seconds of every run (default 60)")
 
