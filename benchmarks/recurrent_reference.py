@@ -15,6 +15,10 @@ ScheduleToTimeBudget fits it; on equal batches without dropout both end at the s
 tests/test_bench_helpers.py). Runs alternate Keras / PyTorch / Keras. Tokens/s count the steps
 after the first `warm_steps` (tracing); the budget includes them, as a user's budget does. Then
 each model's mean validation loss per token on the same rows.
+
+On a machine shared with other jobs, PyTorch's OpenMP threads spin at every barrier while a
+sibling thread waits for a core: 2 threads can then run 10x slower than 1. Export
+OMP_WAIT_POLICY=PASSIVE there (the workers inherit it; each PyTorch row records it).
 """
 
 from __future__ import annotations
@@ -157,7 +161,9 @@ def torch_rnn_worker(arguments: dict[str, Any]) -> dict[str, Any]:
     loss = trainer.mean_loss(data["validation"][:arguments["val_rows"]], 64)
     return measured(arguments, wall, cpu, loss, framework="pytorch", setting="eager", xla=None,
                     learning_rate=hp["learning_rate"], dropout=hp["dropout"],
-                    warmup_steps=trainer.warmup_steps, torch=torch.__version__)
+                    warmup_steps=trainer.warmup_steps, torch=torch.__version__,
+                    # libgomp spins at barriers by default: on a busy machine 2 threads then crawl
+                    omp_wait_policy=os.environ.get("OMP_WAIT_POLICY"))
 
 
 def _default_recipe(steps: int) -> dict[str, float]:
