@@ -150,13 +150,17 @@ def _cpu_model() -> str:
 
 
 # --- results ---------------------------------------------------------------------------------
-def write_results(name: str, payload: Mapping[str, Any], quick: bool, started: float) -> Path:
-    """benchmarks/results/<name>.json (quick runs: <name>.quick.json, never the real figures)."""
+def write_results(name: str, payload: Mapping[str, Any], quick: bool, started: float,
+                  command: str | None = None) -> Path:
+    """benchmarks/results/<name>.json (quick runs: <name>.quick.json, never the real figures).
+
+    `command`: how the figures were made, when not `python -m benchmarks.<name> [--quick]`.
+    """
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     path = RESULTS_DIR / (f"{name}.quick.json" if quick else f"{name}.json")
     document = {
         "benchmark": name,
-        "command": f"python -m benchmarks.{name}" + (" --quick" if quick else ""),
+        "command": command or f"python -m benchmarks.{name}" + (" --quick" if quick else ""),
         "quick": quick,
         "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 1),

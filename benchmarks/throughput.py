@@ -1,6 +1,7 @@
 """Training throughput: tokens/s per family (XLA on/off), model FLOPs utilisation, Keras vs PyTorch.
 
-Run `python -m benchmarks.throughput [--quick] [--profile DIR]`.
+Run `python -m benchmarks.throughput [--quick] [--profile DIR]`, or with `--recurrent [--abc PATH]
+[--seconds 60]` for part 3 alone.
 
 1. Families at their default sizes (vocab 10k, batch 32 x 64, compiled by the framework's
    compile_model), XLA on and off, all cores: tokens/s and model FLOPs utilisation (MFU) against
@@ -10,6 +11,10 @@ Run `python -m benchmarks.throughput [--quick] [--profile DIR]`.
    and as benchmarks/torch_gpt.py (PyTorch eager), from the SAME initial weights on the SAME
    batches: tokens/s on one thread and on all cores, and both validation losses after equal steps.
    Skipped with a message when torch is not installed (requirements-bench.txt).
+3. `--recurrent`: LSTM and GRU at their defaults against PyTorch references of the same layout
+   (benchmarks/torch_rnn.py), same initial weights, same batches, 1 and 2 threads, tokens/s and
+   validation loss after equal wall time, at the demo's shape and the ABC protocol's
+   (benchmarks/recurrent_reference.py); written to benchmarks/results/throughput_recurrent.json.
 Every setting runs in its own process: thread counts are fixed when TensorFlow/PyTorch start.
 
 Model FLOPs per token: 3 x the family's own `forward_flops_per_token()` (the model-family
@@ -20,6 +25,7 @@ forward + backward, the usual 6N rule.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -141,7 +147,21 @@ def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
 def gpt_data(workdir: str, quick: bool) -> dict[str, np.ndarray]:
     """Packed char-level rows of the benchmark corpus (train, validation), cached as .npz."""
-    cache = Path(workdir) / "gpt_rows.npz"
+    from benchmarks.common import benchmark_data_file
+
+    _, data_file = benchmark_data_file()
+    return packed_split_rows(workdir, "gpt_rows", {"data_file": data_file, "tokenizer": "char",
+                                                   "split": "ordered", "max_len": GPT_MAX_LEN}, quick)
+
+
+def packed_split_rows(workdir: str, name: str, settings: dict[str, Any],
+                      quick: bool) -> dict[str, np.ndarray]:
+    """Train and validation rows (R, max_len + 1) packed as training packs them, and vocab_size.
+
+    `settings` are CONFIG keys (data_file, tokenizer, vocab_size, max_len, split, cleaning...);
+    the corpus is loaded, split and tokenized by data_pipeline, once per workdir (<name>.npz).
+    """
+    cache = Path(workdir) / f"{name}.npz"
     if cache.exists():
         return dict(np.load(cache))
     from data_pipeline.config import ExperimentConfig
@@ -149,26 +169,21 @@ def gpt_data(workdir: str, quick: bool) -> dict[str, np.ndarray]:
     from data_pipeline.datasets import packed_rows, token_stream
     from data_pipeline.tokenizer import fit_or_load_tokenizer
 
-    from benchmarks.common import benchmark_data_file
-
-    _, data_file = benchmark_data_file()
-    config = ExperimentConfig.from_dict({
-        "data_file": data_file, "tokenizer": "char", "split": "ordered", "max_len": GPT_MAX_LEN,
-        "tokenizer_path": str(Path(workdir) / "char_tokenizer.json"),
-        **({"sample_size": 2000} if quick else {})})
+    config = ExperimentConfig.from_dict({**settings, **({"sample_size": 2000} if quick else {}),
+                                         "tokenizer_path": str(Path(workdir) / f"{name}_tokenizer.json")})
     corpus = load_corpus(config)
     tokenizer = fit_or_load_tokenizer(corpus.train, config)
-    rows = {name: packed_rows(token_stream(tokenizer.encode_batch(getattr(corpus, name)), tokenizer.eos_id),
-                              GPT_MAX_LEN, keep_remainder=False)
-            for name in ("train", "validation")}
+    rows = {split: packed_rows(token_stream(tokenizer.encode_batch(getattr(corpus, split)), tokenizer.eos_id),
+                               config.max_len, keep_remainder=False)
+            for split in ("train", "validation")}
     rows["vocab_size"] = np.array(tokenizer.vocab_size)
     np.savez(cache, **rows)
     return rows
 
 
-def batch_order(train_rows: int, steps: int) -> np.ndarray:
+def batch_order(train_rows: int, steps: int, batch: int = GPT_BATCH) -> np.ndarray:
     """The same (steps, batch) row indices for both frameworks."""
-    return np.random.default_rng(0).integers(0, train_rows, (steps, GPT_BATCH))
+    return np.random.default_rng(0).integers(0, train_rows, (steps, batch))
 
 
 def keras_gpt_worker(arguments: dict[str, Any]) -> dict[str, Any]:
@@ -224,7 +239,8 @@ def _keras_mean_loss(model: Any, rows: np.ndarray) -> float:
 def torch_gpt_worker(arguments: dict[str, Any]) -> dict[str, Any]:
     import torch
 
-    from benchmarks.torch_gpt import GPT, GPTConfig, Trainer
+    from benchmarks.torch_gpt import GPT, GPTConfig
+    from benchmarks.torch_training import Trainer
 
     threads = arguments["threads"] or os.cpu_count()
     torch.set_num_threads(threads)
@@ -340,12 +356,37 @@ def profile_keras_gpt(directory: str, workdir: str) -> None:
 WORKERS = {"family": family_worker, "keras_gpt": keras_gpt_worker, "torch_gpt": torch_gpt_worker}
 
 
+def serve_worker(arguments: dict[str, Any]) -> dict[str, Any]:
+    """Run the worker named by arguments["kind"] (the recurrent ones live in their own module)."""
+    kind = arguments.pop("kind")
+    if kind in WORKERS:
+        return WORKERS[kind](arguments)
+    from benchmarks.recurrent_reference import WORKERS as RECURRENT_WORKERS
+
+    return RECURRENT_WORKERS[kind](arguments)
+
+
+def options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", metavar="DIR",
+                        help="also write a TF profiler trace of the Keras GPT to DIR")
+    parser.add_argument("--recurrent", action="store_true",
+                        help="only LSTM and GRU against PyTorch references (tokens/s, loss at equal time)")
+    parser.add_argument("--abc", metavar="PATH",
+                        help="with --recurrent: the ABC headlines CSV (adds its shape)")
+    parser.add_argument("--seconds", type=float, default=60.0,
+                        help="with --recurrent: wall-clock training seconds of every run (default 60)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
-    if served_as_worker(argv, lambda arguments: WORKERS[arguments.pop("kind")](arguments)):
+    if served_as_worker(argv, serve_worker):
         return
-    args = parse_args(__doc__.splitlines()[0], argv, lambda parser: parser.add_argument(
-        "--profile", metavar="DIR", help="also write a TF profiler trace of the Keras GPT to DIR"))
+    args = parse_args(__doc__.splitlines()[0], argv, options)
     started = time.perf_counter()
+    if args.recurrent:
+        from benchmarks.recurrent_reference import run_recurrent
+
+        run_recurrent(args.abc, args.seconds, args.quick, started)
+        return
     settings = QUICK if args.quick else FULL
     families = []
     for family in (("gru", "transformer") if args.quick else FAMILIES):

@@ -18,7 +18,8 @@ SHAPE = {"num_layers": 2, "num_heads": 2, "embedding_dim": 16, "ff_dim": 32, "dr
 
 def test_torch_gpt_with_copied_weights_gives_the_keras_logits():
     torch = pytest.importorskip("torch")
-    from benchmarks.torch_gpt import GPT, GPTConfig, masked_cross_entropy
+    from benchmarks.torch_gpt import GPT, GPTConfig
+    from benchmarks.torch_training import masked_cross_entropy
 
     keras_model = build_model("transformer", None, 23, 8, SHAPE)
     torch_model = GPT(GPTConfig(vocab_size=23, max_len=8, num_layers=2, num_heads=2,
@@ -33,6 +34,98 @@ def test_torch_gpt_with_copied_weights_gives_the_keras_logits():
     kept = targets != 0
     by_hand = -torch.log_softmax(torch.from_numpy(expected), -1).gather(-1, targets[..., None])[..., 0][kept].mean()
     assert float(masked_cross_entropy(torch.from_numpy(expected), targets)) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+@pytest.mark.parametrize("cell, sizes", [
+    ("lstm", {"embedding_dim": 8, "units": 12, "num_layers": 2}),  # two layers and a projection
+    ("gru", {"embedding_dim": 8, "units": 12, "num_layers": 2}),
+    ("gru", {"embedding_dim": 8, "units": 8, "num_layers": 1}),  # no projection
+])
+def test_torch_rnn_with_copied_weights_gives_the_keras_logits(cell, sizes):
+    """Gate orders (GRU z, r, h vs r, z, n) and the two GRU bias rows map right: random weights
+    everywhere, biases included, give the same logits in both frameworks."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.recurrent_reference import keras_recurrent_variables
+    from benchmarks.torch_rnn import RecurrentLM, RNNConfig, state_from_keras
+
+    keras_model = build_model(cell, None, 23, 8, {**sizes, "dropout": 0.3})
+    variables = keras_recurrent_variables(keras_model)
+    assert len(variables) == len(keras_model.weights)  # every weight has a role
+    rng = np.random.default_rng(1)
+    for variable in variables.values():
+        variable.assign(rng.normal(0, 0.5, variable.shape).astype(np.float32))
+    config = RNNConfig(vocab_size=23, cell=cell, dropout=0.3, **sizes)
+    torch_model = RecurrentLM(config).eval()
+    torch_model.load_state_dict(state_from_keras({k: v.numpy() for k, v in variables.items()}, config))
+    tokens = rng.integers(1, 23, (3, 8)).astype(np.int32)
+    expected = np.asarray(keras_model(tokens))  # (3, 8, 23)
+    got = torch_model(torch.from_numpy(tokens.astype(np.int64))).detach().numpy()
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_torch_rnn_trains_like_keras_on_equal_batches(cell):
+    """Dropout off, same weights and batches: the project's compile (AdamW without decay on biases,
+    per-tensor clipnorm, warmup then cosine) and torch_training.Trainer end at the same model."""
+    torch = pytest.importorskip("torch")
+    import tensorflow as tf
+
+    from benchmarks.recurrent_reference import keras_recurrent_variables
+    from benchmarks.torch_rnn import RecurrentLM, RNNConfig, state_from_keras
+    from benchmarks.torch_training import Trainer
+    from data_pipeline.config import ExperimentConfig
+    from training_assets.compile import compile_model
+
+    sizes, steps = {"embedding_dim": 8, "units": 12, "num_layers": 1, "dropout": 0.0}, 20  # warmup: 10% = 2
+    keras_model = build_model(cell, None, 23, 8, sizes)
+    config = RNNConfig(vocab_size=23, cell=cell, **sizes)
+    torch_model = RecurrentLM(config)
+    torch_model.load_state_dict(state_from_keras(
+        {k: v.numpy() for k, v in keras_recurrent_variables(keras_model).items()}, config))
+    recipe = ExperimentConfig(warmup_steps=2)
+    compile_model(keras_model, recipe, 3e-2, steps, tf.distribute.get_strategy())
+    trainer = Trainer(torch_model, 3e-2, total_steps=steps, warmup_steps=2,
+                      weight_decay=recipe.weight_decay, clipnorm=recipe.clipnorm)
+    rows = np.random.default_rng(2).integers(1, 23, (steps, 4, 9)).astype(np.int32)  # (steps, B, T+1)
+    tokens = rows[0, :, :-1]
+    initial = np.asarray(keras_model(tokens))  # (4, 8, 23)
+    for batch in rows:
+        keras_model.train_on_batch(batch[:, :-1], batch[:, 1:])
+        trainer.step(*(torch.from_numpy(part.astype(np.int64)) for part in (batch[:, :-1], batch[:, 1:])))
+    expected = np.asarray(keras_model(tokens))
+    got = torch_model.eval()(torch.from_numpy(tokens.astype(np.int64))).detach().numpy()
+    assert np.abs(expected - initial).max() > 0.1  # training moved the model
+    np.testing.assert_allclose(got, expected, atol=2e-4)
+
+
+def test_torch_schedule_fits_to_steps_like_the_keras_one():
+    """warmup then cosine to 10%, whose end fit_to_steps moves (WarmupCosineDecay.fit_to_steps)."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.torch_training import Trainer, warmup_cosine
+
+    trainer = Trainer(torch.nn.Linear(2, 2), 1.0, total_steps=100, warmup_steps=10)
+    assert warmup_cosine(5, 10, 100) == pytest.approx(0.5)
+    assert warmup_cosine(100, 10, 100) == pytest.approx(0.1)
+    trainer.fit_to_steps(40)
+    assert trainer.schedule.lr_lambdas[0](40) == pytest.approx(0.1)
+    assert trainer.schedule.lr_lambdas[0](25) == pytest.approx(0.55)
+
+
+def test_recurrent_runs_alternate_frameworks_and_ratios_check_the_goal():
+    from benchmarks.recurrent_reference import keras_over_torch_recurrent, run_order
+
+    order = run_order(["demo"], ("gru",))
+    assert [run["kind"] for run in order[:3]] == ["keras_rnn", "torch_rnn", "keras_rnn"]
+    assert len(order) == 6 and {run["threads"] for run in order} == {1, 2}
+    base = {"shape": "demo", "family": "gru", "threads": 1}
+    runs = [{**base, "framework": "pytorch", "tokens_per_second": 100.0, "validation_loss": 5.0},
+            {**base, "framework": "keras", "setting": "default", "xla": False,
+             "tokens_per_second": 120.0, "validation_loss": 4.9},
+            {**base, "framework": "keras", "setting": "xla", "xla": True,
+             "tokens_per_second": 80.0, "validation_loss": 5.1}]
+    default, xla = keras_over_torch_recurrent(runs)
+    assert default["tokens_per_second_ratio"] == 1.2 and default["meets_goal"] is True
+    assert xla["validation_loss_ratio"] == pytest.approx(1.02) and xla["meets_goal"] is False
 
 
 def test_state_round_trips_into_another_keras_model():
