@@ -5,8 +5,9 @@ shape (the demo's: built-in corpus, BPE 2,000, batch 16 x 128; with --abc, the A
 that CSV's headline_text, reference cleaning, ordered split, BPE 10,000, batch 32 x 64) and each
 family at its default hyperparameters (recurrent_space.py: 128-wide tied embedding, 200 units,
 dropout 0.4, learning rate 1e-2), it trains, one process per run, on 1 and 2 threads:
-- Keras "default": the project's default CONFIG as training_assets applies it (deterministic:
-  seeds and TensorFlow op determinism; jit_compile "auto" -> no XLA for recurrent models on CPU),
+- Keras "default": the project's default CONFIG as training_assets applies it (seeds, no op
+  determinism; jit_compile "auto" -> no XLA for recurrent models on CPU; off GPUs the LSTM and
+  GRU run model_architectures/fused_recurrent.py's loop),
 - Keras "xla": deterministic off and jit_compile forced on, for comparison,
 - PyTorch (benchmarks/torch_rnn.py) from the same initial weights (the first Keras run's),
 each for `--seconds` of wall time on the same batches in the same order, with the same recipe
