@@ -62,7 +62,7 @@ NOT_TRAINING_KEYS = frozenset({
     "kn_order", "kn_interpolation", "sampler", "temperature", "top_k", "top_p", "beam_width",
     "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
     "repetition_penalty", "no_repeat_ngram_size", "stop_strings", "min_new_tokens",
-    "tokenizer_path", "download_dir", "live_progress",
+    "tokenizer_path", "download_dir", "live_progress", "run_name", "sample_every_steps",
     "bleu_references", "decoding_sweep", "decoding_sweep_temperatures", "decoding_sweep_top_p",
     "decoding_sweep_samples", "measure_samples", "seeds", "bootstrap_resamples",
 })
