@@ -91,9 +91,10 @@ def plot_validation_curves(runs: Sequence[Run], out: str | Path) -> Path:
 
 
 def default_plot_path(runs: Sequence[Run]) -> Path:
-    """plots/compare/<run>_vs_<run>.png: one file per set of runs, so no run's plot is touched."""
+    """plots/compare/<run>_vs_<run>.png (beside the first run's plots folder): one file per set
+    of runs, so no run's own plot is touched."""
     name = "_vs_".join(run.name for run in runs)
-    return Path("plots") / "compare" / f"{name[:150]}.png"
+    return runs[0].plots_dir.parent / "compare" / f"{name[:150]}.png"
 
 
 def compare_runs(specs: Sequence[str | Path], out: str | Path | None = None
@@ -114,7 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m evaluation.compare", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run names or their plots/<run> folders")
-    parser.add_argument("--out", help="the curves' PNG (default: plots/compare/<runs>.png)")
+    parser.add_argument("--out", help="the curves' PNG (default: plots/compare/<run>_vs_<run>.png)")
     parser.add_argument("--all-columns", action="store_true",
                         help="print every column of the tables, not the main ones")
     args = parser.parse_args(argv)
