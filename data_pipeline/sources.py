@@ -13,6 +13,7 @@ import glob
 import hashlib
 import importlib.metadata
 import logging
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -76,14 +77,14 @@ def text_files(data_file: str) -> list[Path]:
     """The .txt files of a folder (not its subfolders) or a glob, sorted; DataError if none."""
     if glob.has_magic(data_file):
         found = [Path(p) for p in sorted(glob.glob(data_file, recursive=True))]
-        what = f"the pattern {data_file!r}"
+        what = f"data_file {data_file!r} matches no .txt file"
     else:
         found = sorted(Path(data_file).glob("*.txt")) + sorted(Path(data_file).glob("*.TXT"))
-        what = f"the folder {data_file!r}"
+        what = f"data_file {data_file!r} is a directory without .txt files"
     files = [path for path in found if path.is_file() and path.suffix.lower() == ".txt"]
     if not files:
-        raise DataError(f"data_file: {what} holds no .txt file: give a folder of .txt files, a "
-                        "pattern such as 'texts/*.txt', or one .csv or .txt file")
+        raise DataError(f"{what}: give a folder of .txt files, a pattern such as 'texts/*.txt', "
+                        "or one .csv or .txt file")
     return files
 
 
@@ -111,6 +112,8 @@ def read_text_files(paths: list[Path], config: ExperimentConfig, source: str) ->
 def guess_text_column(frame: pd.DataFrame, source: str) -> str:
     """The one text-like column of a CSV: values with letters that are neither numbers nor dates,
     and that read as text (three words on average, or mostly distinct values, unlike a category)."""
+    if len(frame.columns) == 1:  # the only column: nothing to guess
+        return str(frame.columns[0])
     candidates = []
     for column in frame.columns:
         values = frame[column].dropna().astype(str).str.strip()
@@ -132,7 +135,7 @@ def guess_text_column(frame: pd.DataFrame, source: str) -> str:
                         f"CONFIG['text_column'] (or make run ... COLUMN=name) to the one with the "
                         "documents")
     print(f"text_column not set: using {candidates[0]!r}, the one text-like column of {source!r} "
-          f"(columns: {columns}); set text_column to choose another")
+          f"(columns: {columns}); set text_column to choose another", file=sys.stderr)
     return candidates[0]
 
 

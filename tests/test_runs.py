@@ -89,7 +89,7 @@ def test_the_one_text_like_column_is_guessed_and_printed(tmp_path, capsys):
     raw = read_documents(ExperimentConfig.from_dict({"data_file": str(data)}))
     assert len(raw.texts) == 50 and raw.texts[0].split()[0] in {
         "police", "council", "government", "farmers", "court", "minister"}
-    assert "using 'headline_text'" in capsys.readouterr().out
+    assert "using 'headline_text'" in capsys.readouterr().err
 
 
 def test_several_text_like_columns_ask_for_text_column(tmp_path):
@@ -116,7 +116,7 @@ def test_a_folder_or_glob_of_text_files_is_a_corpus(tmp_path, per, expected):
         raw = read_documents(ExperimentConfig.from_dict({"data_file": data_file,
                                                          "document_per": per}))
         assert raw.texts == expected
-    with pytest.raises(DataError, match="holds no .txt file"):
+    with pytest.raises(DataError, match="matches no .txt file"):
         read_documents(ExperimentConfig.from_dict({"data_file": str(folder / "*.csv")}))
 
 
