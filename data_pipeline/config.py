@@ -93,7 +93,7 @@ class ExperimentConfig(BaseModel):
     seed: int = 42  # the split, the sample, tf.data shuffles, tuning, initial weights, dropout, sampling
     # `seed` seeds Python, NumPy and TensorFlow before every model is built, always. On CPUs that
     # is enough for one CONFIG to give the same figures on one machine (measured: two runs of each
-    # family give bit-identical losses, with and without XLA; README, "Reproducible runs"), so
+    # family give bit-identical losses, with and without XLA; docs/how-it-works.md, "Reproducible runs"), so
     # TensorFlow's op determinism is off by default: Keras refuses XLA under it. True: op
     # determinism too, for GPUs, whose parallel sums otherwise differ from run to run (and no XLA).
     # A time budget's step count follows the machine's speed, so only a step budget repeats.

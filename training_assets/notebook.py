@@ -97,11 +97,21 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, DataError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:  # installed without the notebook extra
+        print(f"error: running the notebook needs {error.name!r}: pip install -e '.[notebook]' "
+              "(or use python -m training_assets.run, which needs no notebook)", file=sys.stderr)
+        return 2
     destination = args.destination
     if destination is None:  # plots_dir is relative to the notebook's folder, where it runs
         destination = Path(args.source).resolve().parent / config.plots_dir / Path(args.source).name
     print(f"run {config.run_name!r}: executing {args.source} -> {destination}", flush=True)
     started = time.perf_counter()
+    try:
+        import papermill  # noqa: F401  (the notebook extra)
+    except ImportError as error:
+        print(f"error: running the notebook needs {error.name!r}: pip install -e '.[notebook]' "
+              "(or use python -m training_assets.run, which needs no notebook)", file=sys.stderr)
+        return 2
     out = execute_notebook(args.source, destination, overrides)
     print(f"executed notebook written to {out} in {time.perf_counter() - started:.0f} s")
     return 0
