@@ -28,7 +28,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks.common import (limit_threads, load_average, parse_args, peak_rss_mb,
+from benchmarks.common import (MEASURED_DEFAULTS, limit_threads, load_average, parse_args, peak_rss_mb,
                                report, run_worker, served_as_worker,
                                write_results)
 from model_architectures.registry import family_names
@@ -104,7 +104,7 @@ def step_clock():
 def _training_config(jit_compile: bool, total_steps: int):
     from data_pipeline.config import ExperimentConfig
 
-    return ExperimentConfig.from_dict({"jit_compile": jit_compile, "strategy": "default",
+    return ExperimentConfig.from_dict({**MEASURED_DEFAULTS, "jit_compile": jit_compile, "strategy": "default",
                                        "deterministic": False,  # XLA is what is measured
                                        "warmup_steps": GPT_WARMUP, "steps_per_execution": 1})
 
@@ -153,7 +153,7 @@ def gpt_data(workdir: str, quick: bool) -> dict[str, np.ndarray]:
 
     _, data_file = benchmark_data_file()
     config = ExperimentConfig.from_dict({
-        "data_file": data_file, "tokenizer": "char", "split": "ordered", "max_len": GPT_MAX_LEN,
+        **MEASURED_DEFAULTS, "data_file": data_file, "tokenizer": "char", "split": "ordered", "max_len": GPT_MAX_LEN,
         "tokenizer_path": str(Path(workdir) / "char_tokenizer.json"),
         **({"sample_size": 2000} if quick else {})})
     corpus = load_corpus(config)
