@@ -192,7 +192,13 @@ def test_two_runs_keep_their_own_folders_and_compare_generate_and_export_read_th
     other = ExperimentConfig.from_dict({**tiny_run_config(data), "seed": 7}).run_name
     assert other != name and (Path("plots") / other / "comparison.csv").is_file()
     assert all(path.read_bytes() == content for path, content in before.items())
-    capsys.readouterr()
+
+    # the first CONFIG again (how progress shows does not count): the same run, its model reused
+    assert run(["--config", "experiment.json", "--set", "sample_every_steps=null",
+                "--set", "live_progress=false"]) == 0
+    assert sorted(p.name for p in Path("plots").iterdir()) == sorted([name, other])
+    assert (models / "gru.keras").read_bytes() == before[models / "gru.keras"]
+    assert "gru after" not in capsys.readouterr().out  # reused, not trained again
 
     assert compare([name, f"plots/{other}"]) == 0
     out = capsys.readouterr().out
