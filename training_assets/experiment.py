@@ -504,8 +504,8 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     log.info("environment: %s", environment.describe())
     log.info("run %r: models in %s, tuning trials in %s, table and plots in %s", config.run_name,
              config.models_dir, config.tuning_dir, config.plots_dir)
-    record_run(config, environment)
     data = prepare_data(config, environment, corpus)
+    record_run(config, environment)  # once the data is read: bad data leaves no run behind
     log.info("data:\n%s", split_summary(data).to_string())
     if tuning_role().is_worker:  # keras-tuner worker: run the chief's trials, then stop
         for family in config.models_to_run:
