@@ -209,5 +209,9 @@ def test_two_runs_keep_their_own_folders_and_compare_generate_and_export_read_th
     assert generate(["--model", name, "-n", "2", "--max-new-tokens", "3"]) == 0
     assert len(capsys.readouterr().out.strip().splitlines()) == 2
 
+    from evaluation.panel import panel_models  # the notebook's panel takes a run too
+    assert [(model.name, model.tokenizer.path) for model in panel_models([name])] == [
+        ("gru", str(models / "tokenizer.json"))]
+
     assert export(["--model", f"trained_models/{name}", "--out", "exported/gru/1"]) == 0
     assert json.loads(Path("exported/gru/1/export.json").read_text())["source_model"] == "gru.keras"
