@@ -1,10 +1,10 @@
 """The demo beside a busy core: does the comparison still say the same thing?
 
-Run `python -m benchmarks.busy_demo [--reference .] [--quick]` after a quiet `make demo` in the
+Run `python -m benchmarks.busy_demo [--reference RUN] [--quick]` after a quiet `make demo` in the
 same checkout. It runs the demo notebook again, headless, with every output in
 benchmarks/results/busy_demo/ (the reference run's files stay as they are), while a busy loop
 pinned to core 0 (`taskset -c 0`) competes for one of the two cores, then compares family by
-family with the reference run (its trained_models/*.history.csv and plots/comparison.csv):
+family with the reference run (its trained_models/<run>/*.history.csv and plots/<run>/comparison.csv):
 training steps, wall seconds, tokens/s, and test bits/char against the reference's 95% interval.
 Goals: every family >= 0.90 of the reference's steps, and its test bits/char inside the
 reference's interval. `--compare-only` compares an existing busy run without training again.
@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from benchmarks.common import REPO_ROOT, RESULTS_DIR, load_average, parse_args, report, write_results
+from evaluation.runs import find_run
 
 NAME = "busy_demo"
 STEPS_GOAL = 0.90
@@ -56,11 +57,19 @@ def run_busy_demo(root: Path, quick: bool) -> dict[str, Any]:
             "load_after": load_average()}
 
 
-def family_figures(root: Path, models_dir: str = "trained_models") -> dict[str, dict[str, float]]:
-    """Per family of a run folder: steps, epochs' wall seconds, tokens/s and the table's figures."""
-    table = pd.read_csv(root / "plots" / "comparison.csv").set_index("model")
+def demo_run_name() -> str:
+    """The run name `make demo` uses: the notebook's CONFIG, validated."""
+    from data_pipeline.config import ExperimentConfig
+    from training_assets.notebook import notebook_config
+
+    return ExperimentConfig.from_dict(notebook_config(NOTEBOOK)).run_name
+
+
+def family_figures(plots_dir: Path, models_dir: Path) -> dict[str, dict[str, float]]:
+    """Per family of a run: steps, epochs' wall seconds, tokens/s and the table's figures."""
+    table = pd.read_csv(plots_dir / "comparison.csv").set_index("model")
     figures = {}
-    for history_path in sorted((root / models_dir).glob("*.history.csv")):
+    for history_path in sorted(models_dir.glob("*.history.csv")):
         family = history_path.name.removesuffix(".history.csv")
         if family not in table.index:
             continue
@@ -102,14 +111,17 @@ def compare(reference: dict[str, dict[str, float]], busy: dict[str, dict[str, fl
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(__doc__, argv, extra=lambda parser: (
-        parser.add_argument("--reference", default=str(REPO_ROOT),
-                            help="folder of the quiet demo run (its trained_models/ and plots/)"),
+        parser.add_argument("--reference", default=None,
+                            help="the quiet demo run: its name or plots/<run> folder (default: "
+                                 "the run of the notebook's CONFIG)"),
         parser.add_argument("--compare-only", action="store_true",
                             help="compare the last busy run with the reference, train nothing")))
     started = time.perf_counter()
     root = RESULTS_DIR / NAME
     run = {} if args.compare_only else run_busy_demo(root, args.quick)
-    rows = compare(family_figures(Path(args.reference)), family_figures(root))
+    reference = find_run(args.reference or demo_run_name())
+    rows = compare(family_figures(reference.plots_dir, reference.models_dir),
+                   family_figures(root / "plots", root / "trained_models"))
     path = write_results(NAME, {"run": run, "goal_steps": STEPS_GOAL, "rows": rows}, args.quick, started)
     report(NAME, rows, path, [f"busy run: {run}" if run else "compared an existing busy run"])
 

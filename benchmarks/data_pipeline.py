@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import (ABC_HEADLINES, best_of, load_average, parse_args, report, run_worker,
+from benchmarks.common import (ABC_HEADLINES, MEASURED_DEFAULTS, best_of, load_average, parse_args, report, run_worker,
                                served_as_worker, write_results)
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import load_corpus
@@ -48,7 +48,7 @@ def measure(corpus_name: str, data_file: str, tokenizer_kind: str, workdir: Path
             settings: dict[str, int]) -> dict[str, Any]:
     from data_pipeline.datasets import build_datasets  # TensorFlow: not in the streaming worker
     config = ExperimentConfig.from_dict({
-        "data_file": data_file, "tokenizer": tokenizer_kind,
+        **MEASURED_DEFAULTS, "data_file": data_file, "tokenizer": tokenizer_kind,
         "tokenizer_path": str(workdir / f"{corpus_name}-{tokenizer_kind}.json")})
     start = time.perf_counter()
     corpus = load_corpus(config)
@@ -115,7 +115,7 @@ def streaming_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
     workdir, data_file = Path(arguments["workdir"]), arguments["data_file"]
     config = ExperimentConfig.from_dict({
-        "data_file": data_file, "data_preparation": "streaming",
+        **MEASURED_DEFAULTS, "data_file": data_file, "data_preparation": "streaming",
         "shards_dir": str(workdir / "shards"), "tokenizer_path": str(workdir / "tokenizer.json"),
         # The numbered copies share their word runs: audit and count them, keep them.
         "drop_near_duplicates": False})
@@ -153,7 +153,7 @@ def steps_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
     workdir, rounds, steps = Path(arguments["workdir"]), arguments["rounds"], arguments["steps"]
     config = ExperimentConfig.from_dict({
-        "data_file": "fortunes", "split": "ordered", "data_preparation": "streaming",
+        **MEASURED_DEFAULTS, "data_file": "fortunes", "split": "ordered", "data_preparation": "streaming",
         "shards_dir": str(workdir / "shards"), "tokenizer_path": str(workdir / "steps-tokenizer.json")})
     streamed = prepare_streamed(config)
     memory = build_datasets(load_corpus(config.model_copy(update={"data_preparation": "memory"})),

@@ -21,7 +21,7 @@ import tempfile
 import time
 from typing import Any, Sequence
 
-from benchmarks.common import (limit_threads, load_average, parse_args, peak_rss_mb, report,
+from benchmarks.common import (MEASURED_DEFAULTS, limit_threads, load_average, parse_args, peak_rss_mb, report,
                                run_worker, served_as_worker, write_results)
 
 NAME = "determinism"
@@ -49,7 +49,7 @@ def family_worker(arguments: dict[str, Any]) -> dict[str, Any]:
 
     mode = arguments["mode"]
     config = ExperimentConfig.from_dict({
-        "data_file": "fortunes", "vocab_size": VOCAB, "max_len": MAX_LEN, "batch_size": BATCH,
+        **MEASURED_DEFAULTS, "data_file": "fortunes", "vocab_size": VOCAB, "max_len": MAX_LEN, "batch_size": BATCH,
         "strategy": "default", "deterministic": mode == "deterministic",
         "jit_compile": mode == "xla",
         "tokenizer_path": f"{arguments['workdir']}/tokenizer.json",  # fitted once, then reused

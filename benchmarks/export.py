@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import (benchmark_data_file, load_average, parse_args, peak_rss_mb,
+from benchmarks.common import (MEASURED_DEFAULTS, benchmark_data_file, load_average, parse_args, peak_rss_mb,
                                report, run_worker, served_as_worker, write_results)
 from model_architectures.registry import family_names
 
@@ -169,7 +169,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     corpus_name, data_file = benchmark_data_file()
     with tempfile.TemporaryDirectory(prefix="bench-export-") as scratch:
         folder = Path(scratch)
-        config = ExperimentConfig.from_dict({"data_file": data_file, "vocab_size": VOCAB,
+        config = ExperimentConfig.from_dict({**MEASURED_DEFAULTS, "data_file": data_file, "vocab_size": VOCAB,
                                              "tokenizer_path": str(folder / "tokenizer.json")})
         corpus = load_corpus(config)
         tokenizer = fit_or_load_tokenizer(corpus.train, config)

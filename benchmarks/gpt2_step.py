@@ -17,7 +17,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from benchmarks.common import (parse_args, peak_rss_mb, report, run_worker, served_as_worker,
+from benchmarks.common import (MEASURED_DEFAULTS, parse_args, peak_rss_mb, report, run_worker, served_as_worker,
                                timed, write_results)
 
 NAME = "gpt2_step"
@@ -40,7 +40,7 @@ def step_worker(arguments: Mapping[str, Any]) -> dict[str, Any]:
     from training_assets.trainer import trainable_parameters
 
     lora_rank = arguments["lora_rank"]
-    config = ExperimentConfig.from_dict({"max_len": MAX_LEN, "batch_size": BATCH,
+    config = ExperimentConfig.from_dict({**MEASURED_DEFAULTS, "max_len": MAX_LEN, "batch_size": BATCH,
                                          "models_to_run": ["gpt2"], "lora_rank": lora_rank})
     strategy = tf.distribute.get_strategy()
     configure_precision(config, strategy)

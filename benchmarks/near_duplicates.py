@@ -37,7 +37,9 @@ def score(drop: bool, settings: dict) -> dict:
     from evaluation.evaluate import evaluate_model
     from model_architectures.saving import load_trained_model
 
-    config = ExperimentConfig.from_dict({**settings, "drop_near_duplicates": drop})
+    demo = ExperimentConfig.from_dict(settings)  # the demo's run: its checkpoints and tokenizer
+    config = ExperimentConfig.from_dict({**settings, "run_name": demo.run_name,
+                                         "drop_near_duplicates": drop})
     corpus = load_corpus(config)
     tokenizer = fit_or_load_tokenizer(corpus.train, config, corpus.conditions_of("train"))
     datasets = build_datasets(corpus, tokenizer, config)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import best_of, load_average, parse_args, report, write_results
+from benchmarks.common import MEASURED_DEFAULTS, best_of, load_average, parse_args, report, write_results
 from data_pipeline.config import ExperimentConfig
 from data_pipeline.corpus import load_corpus
 from evaluation.bleu import BleuReferences, bleu_4, reference_sample, self_bleu_4
@@ -63,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--config", help="a finished run's experiment file: also time its decoding sweep"))
     started = time.perf_counter()
     settings = QUICK if args.quick else FULL
-    config = ExperimentConfig.from_dict({})
+    config = ExperimentConfig.from_dict(MEASURED_DEFAULTS)
     corpus = load_corpus(config)
     rows = []
     for count in settings["samples"]:

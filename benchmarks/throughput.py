@@ -34,7 +34,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from benchmarks.common import (limit_threads, load_average, parse_args, peak_rss_mb,
+from benchmarks.common import (MEASURED_DEFAULTS, limit_threads, load_average, parse_args, peak_rss_mb,
                                report, run_worker, served_as_worker,
                                write_results)
 from model_architectures.registry import family_names
@@ -110,7 +110,7 @@ def step_clock():
 def _training_config(jit_compile: bool, total_steps: int):
     from data_pipeline.config import ExperimentConfig
 
-    return ExperimentConfig.from_dict({"jit_compile": jit_compile, "strategy": "default",
+    return ExperimentConfig.from_dict({**MEASURED_DEFAULTS, "jit_compile": jit_compile, "strategy": "default",
                                        "deterministic": False,  # XLA is what is measured
                                        "warmup_steps": GPT_WARMUP, "steps_per_execution": 1})
 
@@ -169,7 +169,8 @@ def packed_split_rows(workdir: str, name: str, settings: dict[str, Any],
     from data_pipeline.datasets import packed_rows, token_stream
     from data_pipeline.tokenizer import fit_or_load_tokenizer
 
-    config = ExperimentConfig.from_dict({**settings, **({"sample_size": 2000} if quick else {}),
+    config = ExperimentConfig.from_dict({**MEASURED_DEFAULTS, **settings,
+                                         **({"sample_size": 2000} if quick else {}),
                                          "tokenizer_path": str(Path(workdir) / f"{name}_tokenizer.json")})
     corpus = load_corpus(config)
     tokenizer = fit_or_load_tokenizer(corpus.train, config)

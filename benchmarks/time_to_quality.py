@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from benchmarks.common import (benchmark_data_file, limit_threads, parse_args, peak_rss_mb,
+from benchmarks.common import (MEASURED_DEFAULTS, benchmark_data_file, limit_threads, parse_args, peak_rss_mb,
                                report, run_worker, served_as_worker,
                                write_results)
 from model_architectures.registry import FAMILIES as REGISTRY
@@ -57,7 +57,7 @@ def benchmark_config(objective: str, family: str, budget: float, workdir: str, q
 
     _, data_file = benchmark_data_file()
     settings = {
-        "data_file": data_file, "split": "ordered", "split_fractions": (0.8, 0.1, 0.1),
+        **MEASURED_DEFAULTS, "data_file": data_file, "split": "ordered", "split_fractions": (0.8, 0.1, 0.1),
         "cleaning": "reference", "tokenizer": "bpe", "vocab_size": 10_000,
         "tokenizer_path": str(Path(workdir) / "tokenizer.json"),
         "models_dir": str(Path(workdir) / f"models-{objective}"),

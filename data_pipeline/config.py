@@ -7,7 +7,9 @@ typo or an out-of-range value fails here, in one line, before any slow work star
 from __future__ import annotations
 
 import difflib
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal, Mapping
 
@@ -49,14 +51,35 @@ def quantile_count(bucket: str) -> int | None:
     return None
 
 
+RUN_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]{0,99}")
+# CONFIG keys that change no figure of a run: where files go, how progress shows, whether to
+# resume. Every other key, present or future, is part of the default run name's hash.
+NOT_RESULT_KEYS = frozenset({
+    "run_name", "tokenizer_path", "models_dir", "tuning_dir", "plots_dir", "shards_dir",
+    "download_dir", "live_progress", "resume", "retrain", "tensorboard", "sample_every_steps"})
+
+
 class ExperimentConfig(BaseModel):
     """Every setting of one experiment, with its default, type and allowed range."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
+    # --- the run: one folder per experiment --------------------------------------------------
+    # this experiment's name: its files go to trained_models/<run_name>/, tuning_results/<run_name>/
+    # and plots/<run_name>/. None: "<data file's stem>-<8 hex digits of the settings that change
+    # results>", so the same CONFIG resumes its run and a different one never overwrites it.
+    # Letters, digits, ".", "_" and "-" only (a folder name on every system).
+    run_name: str | None = None
+
     # --- data: where documents come from ---------------------------------------------------
-    data_file: str = "fortunes"  # CSV path, .txt path (one document per line), http(s) URL, or "fortunes"
-    text_column: str = "headline_text"
+    # a CSV path, a .txt path, a folder of .txt files or a glob such as "texts/*.txt", an
+    # http(s) URL, or "fortunes" (the built-in corpus)
+    data_file: str = "fortunes"
+    # the CSV column holding the documents; None: the CSV's one text-like column (the guess is
+    # printed; with several such columns the error names them)
+    text_column: str | None = None
+    # .txt files: "line" = one document per line, "file" = one document per file
+    document_per: Literal["line", "file"] = "line"
     date_column: str = "publish_date"
     encoding: str = "utf-8"
     url_sha256: str | None = None  # optional checksum of a downloaded file
@@ -81,7 +104,7 @@ class ExperimentConfig(BaseModel):
     seed: int = 42  # the split, the sample, tf.data shuffles, tuning, initial weights, dropout, sampling
     # `seed` seeds Python, NumPy and TensorFlow before every model is built, always. On CPUs that
     # is enough for one CONFIG to give the same figures on one machine (measured: two runs of each
-    # family give bit-identical losses, with and without XLA; README, "Reproducible runs"), so
+    # family give bit-identical losses, with and without XLA; docs/how-it-works.md, "Reproducible runs"), so
     # TensorFlow's op determinism is off by default: Keras refuses XLA under it. True: op
     # determinism too, for GPUs, whose parallel sums otherwise differ from run to run (and no XLA).
     # A time budget's step count follows the machine's speed, so only a step budget repeats.
@@ -89,12 +112,12 @@ class ExperimentConfig(BaseModel):
 
     # --- tokenizer and sequences -----------------------------------------------------------
     tokenizer: Literal["bpe", "char"] = "bpe"
-    vocab_size: int = Field(default=4000, ge=64, le=1_000_000)
-    tokenizer_path: str = "trained_models/tokenizer.json"
-    max_len: int = Field(default=64, ge=2, le=8192)
+    vocab_size: int = Field(default=2000, ge=64, le=1_000_000)
+    tokenizer_path: str | None = None  # None: trained_models/<run_name>/tokenizer.json
+    max_len: int = Field(default=128, ge=2, le=8192)  # recurrent models carry more context
     packing: bool = True  # documents joined with [EOS] into full rows; False: one padded row each
     objective: Literal["causal", "last_token"] = "causal"  # last_token: the reference's formulation
-    batch_size: int = Field(default=32, ge=1, le=65536)  # per replica; global = this x replicas
+    batch_size: int = Field(default=16, ge=1, le=65536)  # per replica; global = this x replicas
     shuffle_buffer: int = Field(default=10_000, ge=1)
     # "streaming": read the corpus in chunks, write token shards to disk, train from them (memory
     # does not grow with the corpus); "memory": everything in RAM; "auto": streaming for a local
@@ -107,13 +130,21 @@ class ExperimentConfig(BaseModel):
 
     # --- models and tuning -----------------------------------------------------------------
     models_to_run: tuple[str, ...] = ("lstm", "gru", "transformer")
-    hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=dict)  # narrow or fix spaces
+    # narrow or fix a family's search space. The defaults fix what the demo measured best for a
+    # run of a few passes over the corpus (no dropout yet, learning rates for a short run);
+    # {} searches every family's full space
+    hyperparameters: dict[str, dict[str, Any]] = Field(default_factory=lambda: {
+        "lstm": {"dropout": 0.0, "learning_rate": 0.02},
+        "gru": {"dropout": 0.0, "learning_rate": 0.02},
+        "transformer": {"dropout": 0.0, "learning_rate": 0.003}})
     # family "gpt2": a KerasHub preset name (downloaded on first use) or a local preset directory
     pretrained_preset: str = "gpt2_base_en"
     # family "gpt2": LoRA adapters of this rank on attention query/value, the rest frozen
     # (e.g. 4 or 8); None: full fine-tuning
     lora_rank: int | None = Field(default=None, ge=1, le=4096)
-    tuner: Literal["none", "random", "hyperband", "bayesian"] = "random"
+    # "none": train the defaults. A search needs trials of 300+ steps to rank settings: give it
+    # tuning_time_budget_seconds when you have the time
+    tuner: Literal["none", "random", "hyperband", "bayesian"] = "none"
     tuning_trials: int = Field(default=2, ge=1)
     tuning_epochs: int = Field(default=1, ge=1)
     tuning_steps_per_epoch: int | None = Field(default=None, ge=1)
@@ -125,9 +156,11 @@ class ExperimentConfig(BaseModel):
     # order, dropout; the split stays seed's): the table reports the mean over seeds, their
     # standard deviation and an interval that includes both seed and test-set variance
     seeds: Annotated[int, Field(ge=1, le=100, strict=True)] = 1
-    final_training_epochs: int = Field(default=3, ge=1)
-    steps_per_epoch: int | None = Field(default=None, ge=1)
-    train_time_budget_seconds: float | None = Field(default=None, gt=0)
+    final_training_epochs: int = Field(default=1000, ge=1)  # the time budget decides
+    steps_per_epoch: int | None = Field(default=400, ge=1)  # validation and a checkpoint every 400 steps
+    # per family: ~150 s on 2 quiet cores with budget_clock "auto" (CPU seconds of this process on
+    # CPUs, wall seconds on GPUs/TPUs); the cosine decay ends with it. None: epochs decide
+    train_time_budget_seconds: float | None = Field(default=250, gt=0)
     # the clock of train_ and tuning_time_budget_seconds: "cpu" counts this process's CPU seconds (all
     # its threads; another process on the same cores does not eat them), "wall" wall-clock seconds,
     # "auto" "cpu" without a GPU/TPU and "wall" with one (there the accelerator does the work)
@@ -153,6 +186,9 @@ class ExperimentConfig(BaseModel):
     # in a notebook (a Jupyter kernel with ipywidgets): a per-step bar with loss and tokens/s during
     # tuning and training. Logs, the command line and headless runs (make demo) print one line per epoch.
     live_progress: bool = True
+    # print a few samples from the model every this many training steps, at a validation (rounded
+    # up to a whole epoch of steps_per_epoch), so you see the text improve; None: off
+    sample_every_steps: int | None = Field(default=None, ge=1)
 
     # --- evaluation and generation ---------------------------------------------------------
     kn_order: int = Field(default=3, ge=1, le=10)
@@ -162,12 +198,12 @@ class ExperimentConfig(BaseModel):
     # a row for the best neural model (by validation) mixed per token with the n-gram model
     kn_interpolation: bool = True
     sampler: Literal["greedy", "random", "top_k", "top_p", "beam"] = "top_p"
-    temperature: float = Field(default=0.8, gt=0)
+    temperature: float = Field(default=0.7, gt=0)  # lower: more known words, less variety
     top_k: int = Field(default=40, ge=1)
     top_p: float = Field(default=0.9, gt=0, le=1)
     beam_width: int = Field(default=4, ge=1)
     prompts: tuple[str, ...] = ("",)
-    num_samples: int = Field(default=5, ge=1)
+    num_samples: int = Field(default=8, ge=1)
     # the table's sample columns measure at least this many seeded samples per model: num_samples
     # per prompt first, then more, the prompts in turn (BLEU-4 of 8 samples moves by ~0.05
     # between seeds, of 32 by ~0.01); samples.json holds them all
@@ -191,16 +227,25 @@ class ExperimentConfig(BaseModel):
     bleu_references: int | None = Field(default=2000, ge=1)
     # per model, a grid of top-p sampling settings (temperature x top_p), each point's bleu_4 and
     # self_bleu_4 from decoding_sweep_samples seeded samples: plots/quality_diversity.png
-    decoding_sweep: bool = False
+    decoding_sweep: bool = True
     # samples per grid point, the prompts in turn: self-BLEU of a handful of samples is mostly noise
     decoding_sweep_samples: int = Field(default=32, ge=2, le=10_000)
     decoding_sweep_temperatures: tuple[float, ...] = (0.7, 1.0, 1.3)  # each in (0, 10]
     decoding_sweep_top_p: tuple[float, ...] = (0.8, 0.95, 1.0)  # each in (0, 1]
 
-    # --- where results go --------------------------------------------------------------------
-    plots_dir: str = "plots"
-    models_dir: str = "trained_models"
-    tuning_dir: str = "tuning_results"
+    # --- where results go: None = the run's folder (run_name); a path given here wins -----------
+    plots_dir: str | None = None  # plots/<run_name>: table, scores, samples, plots, config
+    models_dir: str | None = None  # trained_models/<run_name>: checkpoints, manifests, histories
+    tuning_dir: str | None = None  # tuning_results/<run_name>: keras-tuner's trials
+
+    @field_validator("run_name")
+    @classmethod
+    def _folder_name(cls, value: str | None) -> str | None:
+        if value is not None and not RUN_NAME.fullmatch(value):
+            raise ValueError("a run name is one folder name: letters, digits, '.', '_' and '-', "
+                             "at most 100 characters, not starting with '.' or '-' (no '/' or "
+                             "spaces), e.g. 'news-small'")
+        return value
 
     @field_validator("cleaning")
     @classmethod
@@ -321,6 +366,18 @@ class ExperimentConfig(BaseModel):
                 raise ValueError(problem)
         return self
 
+    @model_validator(mode="after")
+    def _run_folders(self) -> "ExperimentConfig":
+        """Fill run_name and the output paths left unset: the run's own folders."""
+        name = self.run_name or default_run_name(self)
+        folders = {"run_name": name, "models_dir": f"trained_models/{name}",
+                   "tuning_dir": f"tuning_results/{name}", "plots_dir": f"plots/{name}"}
+        folders["tokenizer_path"] = f"{self.models_dir or folders['models_dir']}/tokenizer.json"
+        for key, value in folders.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)  # frozen model: filled once, while validating
+        return self
+
     @property
     def cleaning_steps(self) -> tuple[str, ...]:
         return CLEANING_PRESETS[self.cleaning] if isinstance(self.cleaning, str) else self.cleaning
@@ -354,23 +411,40 @@ class ExperimentConfig(BaseModel):
     @classmethod
     def from_file(cls, path: str | Path) -> "ExperimentConfig":
         """Read a JSON or YAML experiment file (the command line's form of CONFIG)."""
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} does not exist: pass the path of a JSON "
-                              "or YAML file with CONFIG keys")
-        text = path.read_text(encoding="utf-8")
-        try:
-            if path.suffix.lower() in (".yaml", ".yml"):
-                import yaml
-
-                raw = yaml.safe_load(text)
-            else:
-                raw = json.loads(text)
-        except (ValueError, ImportError) as error:
-            raise ConfigError(f"config file {str(path)!r} is not valid JSON/YAML: {error}") from None
-        if not isinstance(raw, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold one mapping of CONFIG keys")
-        return cls.from_dict(raw, source=str(path))
+        return cls.from_dict(read_config_file(path), source=str(path))
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")
+
+
+def default_run_name(config: ExperimentConfig) -> str:
+    """"<data file's stem>-<8 hex digits>": the hash of every key that can change a figure."""
+    settings = {key: value for key, value in config.model_dump(mode="json").items()
+                if key not in NOT_RESULT_KEYS}
+    digest = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:8]
+    data = config.data_file.rstrip("/\\").replace("\\", "/")
+    stem = data.rsplit("/", 1)[-1].split("?", 1)[0]
+    stem = stem.split(".", 1)[0] if "*" not in stem else (data.rsplit("/", 2)[-2:-1] or ["texts"])[0]
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:40] or "data"
+    return f"{stem}-{digest}"
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The mapping of CONFIG keys in a JSON or YAML file (not validated yet)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist: pass the path of a JSON "
+                          "or YAML file with CONFIG keys")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            raw = yaml.safe_load(text)
+        else:
+            raw = json.loads(text)
+    except (ValueError, ImportError) as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid JSON/YAML: {error}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold one mapping of CONFIG keys")
+    return raw

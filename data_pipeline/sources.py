@@ -9,9 +9,11 @@ DataError naming the file, the key and the fix, before anything slow happens.
 from __future__ import annotations
 
 import codecs
+import glob
 import hashlib
 import importlib.metadata
 import logging
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -61,7 +63,92 @@ def read_documents(config: ExperimentConfig) -> RawDocuments:
     if "://" in data_file:
         raise DataError(f"data_file {data_file!r}: only http:// and https:// URLs can be "
                         "downloaded; download it yourself and give the local path")
+    if is_text_collection(data_file):
+        return read_text_files(text_files(data_file), config, source=data_file)
     return read_file(Path(data_file), config, source=data_file)
+
+
+def is_text_collection(data_file: str) -> bool:
+    """A folder of .txt files or a glob pattern (e.g. "texts/*.txt"), not one file."""
+    return glob.has_magic(data_file) or Path(data_file).is_dir()
+
+
+def text_files(data_file: str) -> list[Path]:
+    """The .txt files of a folder (not its subfolders) or a glob, sorted; DataError if none."""
+    if glob.has_magic(data_file):
+        found = [Path(p) for p in sorted(glob.glob(data_file, recursive=True))]
+        what = f"data_file {data_file!r} matches no .txt file"
+    else:
+        found = sorted(Path(data_file).glob("*.txt")) + sorted(Path(data_file).glob("*.TXT"))
+        what = f"data_file {data_file!r} is a directory without .txt files"
+    files = [path for path in found if path.is_file() and path.suffix.lower() == ".txt"]
+    if not files:
+        raise DataError(f"{what}: give a folder of .txt files, a pattern such as 'texts/*.txt', "
+                        "or one .csv or .txt file")
+    return files
+
+
+def read_text_files(paths: list[Path], config: ExperimentConfig, source: str) -> RawDocuments:
+    """Several .txt files in name order: per CONFIG's document_per, each line or each file one
+    document."""
+    if config.split == "chronological":
+        _refuse_dates(True, f"the text files {source!r}")
+    if config.condition_columns:
+        raise DataError(f"condition_columns {list(config.condition_columns)} need a CSV, but "
+                        f"data_file {source!r} holds text files without columns: use a CSV or set "
+                        "condition_columns=[]")
+    texts, rows = [], 0
+    for path in paths:
+        raw = _read_lines(path, config, python_encoding(config.encoding), str(path),
+                          allow_empty=True)
+        texts += raw.texts
+        rows += raw.rows_read
+    if not texts:
+        raise DataError(f"data_file {source!r}: its {len(paths)} .txt files hold only empty lines")
+    return RawDocuments(texts=texts, dates=None, source=f"{source} ({len(paths)} files)",
+                        rows_read=rows, empty_rows_dropped=rows - len(texts))
+
+
+def guess_text_column(frame: pd.DataFrame, source: str) -> str:
+    """The one text-like column of a CSV: values with letters that are neither numbers nor dates,
+    and that read as text (three words on average, or mostly distinct values, unlike a category)."""
+    if len(frame.columns) == 1:  # the only column: nothing to guess
+        return str(frame.columns[0])
+    candidates = []
+    for column in frame.columns:
+        values = frame[column].dropna().astype(str).str.strip()
+        values = values[values != ""].head(1000)
+        if values.empty or not values.str.contains(r"[^\W\d_]", regex=True).mean() > 0.5:
+            continue
+        if pd.to_numeric(values, errors="coerce").notna().mean() > 0.5:
+            continue
+        if pd.to_datetime(values, errors="coerce", format="mixed").notna().mean() > 0.5:
+            continue
+        words = values.str.split().str.len().mean()
+        if words >= 3 or values.nunique() / len(values) >= 0.5:
+            candidates.append(str(column))
+    columns = [str(column) for column in frame.columns]
+    if len(candidates) != 1:
+        found = (f"{len(candidates)} text-like columns {candidates}" if candidates
+                 else "no text-like column")
+        raise DataError(f"data_file {source!r} has {found} among {columns}: set "
+                        f"CONFIG['text_column'] (or make run ... COLUMN=name) to the one with the "
+                        "documents")
+    print(f"text_column not set: using {candidates[0]!r}, the one text-like column of {source!r} "
+          f"(columns: {columns}); set text_column to choose another", file=sys.stderr)
+    return candidates[0]
+
+
+def with_text_column(config: ExperimentConfig, path: Path | None) -> ExperimentConfig:
+    """`config` with text_column set: as given, or guessed from a local CSV's first rows."""
+    if config.text_column is not None or path is None or path.suffix.lower() != ".csv":
+        return config
+    try:
+        frame = pd.read_csv(path, dtype=str, nrows=1000, encoding=python_encoding(config.encoding),
+                            keep_default_na=False, na_values=[""])
+    except (UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return config  # the full read names the problem
+    return config.model_copy(update={"text_column": guess_text_column(frame, config.data_file)})
 
 
 def read_file(path: Path, config: ExperimentConfig, source: str | None = None) -> RawDocuments:
@@ -84,7 +171,8 @@ def check_local_file(path: Path, source: str) -> None:
     """A DataError naming the fix unless `path` is a non-empty .csv or .txt file."""
     if not path.exists():
         raise DataError(f"data_file {str(path)!r} does not exist: give the path of a .csv or .txt "
-                        f"file, an http(s) URL, or a built-in corpus name {list(BUILTIN_CORPORA)}")
+                        "file, a folder or pattern of .txt files, an http(s) URL, or a built-in "
+                        f"corpus name {list(BUILTIN_CORPORA)}")
     if path.is_dir():
         raise DataError(f"data_file {str(path)!r} is a directory: give the path of one .csv or "
                         ".txt file inside it")
@@ -177,13 +265,14 @@ def _read_csv(path: Path, config: ExperimentConfig, encoding: str, source: str) 
         raise DataError(f"data_file {source!r} is not a readable CSV ({str(error).strip()}): "
                         "check its quoting and delimiters") from None
     columns = [str(column) for column in frame.columns]
-    if config.text_column not in frame.columns:
-        raise DataError(f"data_file {source!r} has no column text_column={config.text_column!r}; "
+    text_column = config.text_column or guess_text_column(frame, source)
+    if text_column not in frame.columns:
+        raise DataError(f"data_file {source!r} has no column text_column={text_column!r}; "
                         f"its columns are {columns}: set CONFIG['text_column'] to one of them")
-    text = frame[config.text_column]
+    text = frame[text_column]
     present = text.notna() & (text.str.strip() != "")
     if not present.any():
-        raise DataError(f"column {config.text_column!r} of data_file {source!r} holds no text "
+        raise DataError(f"column {text_column!r} of data_file {source!r} holds no text "
                         f"(all {len(frame)} rows are empty): pick another text_column or file")
     dates = None
     if config.split == "chronological":
@@ -199,17 +288,22 @@ def _read_csv(path: Path, config: ExperimentConfig, encoding: str, source: str) 
                         empty_rows_dropped=len(frame) - len(texts), conditions=conditions)
 
 
-def _read_lines(path: Path, config: ExperimentConfig, encoding: str, source: str) -> RawDocuments:
+def _read_lines(path: Path, config: ExperimentConfig, encoding: str, source: str,
+                allow_empty: bool = False) -> RawDocuments:
     try:
         content = path.read_bytes().decode(encoding)
     except UnicodeDecodeError as error:
         raise _decode_error(source, config.encoding, error) from None
+    if config.document_per == "file":  # the whole file is one document, its line breaks kept
+        text = content.replace("\r\n", "\n").strip()
+        return RawDocuments(texts=[text] if text else [], dates=None, source=source, rows_read=1,
+                            empty_rows_dropped=0 if text else 1)
     # Split on "\n" only: str.splitlines() would also cut at form feeds and unicode separators.
     lines = [line.removesuffix("\r") for line in content.split("\n")]
     if lines and lines[-1] == "":  # the newline that ends the last line starts no document
         lines.pop()
     texts = [line for line in lines if line.strip()]
-    if not texts:
+    if not texts and not allow_empty:
         raise DataError(f"data_file {source!r} holds only empty lines: a .txt file needs one "
                         "document per line")
     return RawDocuments(texts=texts, dates=None, source=source, rows_read=len(lines),

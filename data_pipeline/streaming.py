@@ -39,7 +39,7 @@ from data_pipeline.parallel_encoding import encode_in_order, job_parts, worker_c
 from data_pipeline.shards import (SPLITS, ShardWriter, TokenShards, find_shards, partial_folder,
                                   publish, token_dtype)
 from data_pipeline.sources import (BUILTIN_CORPORA, check_local_file, download, python_encoding,
-                                   read_fortunes)
+                                   read_fortunes, with_text_column)
 from data_pipeline.splitting import split_sizes
 from data_pipeline.tokenizer import TextTokenizer, fit_or_load_tokenizer, read_manifest
 
@@ -98,6 +98,7 @@ def prepare_streamed(config: ExperimentConfig) -> StreamedData:
     """Token shards and tokenizer for CONFIG, reused when the data and tokenizer still match."""
     check_streamed_source(config)
     source, path = _local_source(config)
+    config = with_text_column(config, path)  # guessed once, before the fingerprint
     fingerprint = data_fingerprint(config, path)
     existing = _matching_shards(config, fingerprint)
     if existing is not None:
@@ -159,7 +160,7 @@ def _local_source(config: ExperimentConfig) -> tuple[str, Path | None]:
     check_local_file(path, data_file)
     if path.suffix.lower() == ".csv":
         columns = pd.read_csv(path, nrows=0, encoding=python_encoding(config.encoding)).columns
-        if config.text_column not in columns:
+        if config.text_column is not None and config.text_column not in columns:
             raise DataError(f"data_file {data_file!r} has no column text_column="
                             f"{config.text_column!r}; its columns are {list(columns)}: set "
                             "CONFIG['text_column'] to one of them")

@@ -1,6 +1,7 @@
 """Command line: export a trained model as a TensorFlow SavedModel that serves without this project.
 
-    python -m evaluation.export --model trained_models/gru.keras --out exported/gru
+    python -m evaluation.export --model RUN --out exported/RUN/1   (a run's model chosen on validation)
+    python -m evaluation.export --model trained_models/RUN/gru.keras --out exported/gru/1
 
 --out receives the SavedModel (signature `generate`, also `serving_default`: token ids in,
 token ids out, see evaluation/exported_generation.py), `tokenizer.json` (the tokenizer the model
@@ -33,6 +34,7 @@ from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
 from evaluation.generate import experiment_config, find_tokenizer, read_manifest
+from evaluation.runs import model_files
 from model_architectures.registry import FAMILIES
 
 EXPORT_FORMAT = "text-synthesis-export/1"
@@ -55,7 +57,9 @@ class ExportJob:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evaluation.export", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", required=True, help="a .keras file written by training")
+    parser.add_argument("--model", required=True,
+                        help="a .keras file written by training, or a run (its name or "
+                             "trained_models/<run> folder: its model chosen on validation)")
     parser.add_argument("--out", required=True,
                         help="folder for the SavedModel; must not exist or be empty (for TF "
                              "Serving, a version folder such as exported/gru/1)")
@@ -164,7 +168,7 @@ def export_model(job: ExportJob) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     try:
-        job = prepare(Path(args.model), Path(args.out), args.tokenizer)
+        job = prepare(model_files(args.model, best_only=True)[0], Path(args.out), args.tokenizer)
         out = export_model(job)
     except (DataError, ConfigError) as error:
         print(f"error: {error}", file=sys.stderr)

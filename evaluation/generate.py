@@ -1,13 +1,17 @@
 """Command line: sample text from trained models.
 
-    python -m evaluation.generate --model trained_models/gru.keras --prompt "police"
+    python -m evaluation.generate --model RUN --prompt "police"   # a run's best model
+    python -m evaluation.generate --model trained_models/RUN/gru.keras --prompt "police"
         --sampler top_p --top-p 0.9 --temperature 0.8 -n 5
-    python -m evaluation.generate --model trained_models/*.keras --prompt "police"   # side by side
+    python -m evaluation.generate --model trained_models/RUN/*.keras --prompt "police"   # side by side
     python -m evaluation.generate --model trained_models/gru.keras --condition category=zippy
     python -m evaluation.generate --model trained_models/gpt2.keras --list-conditions
     python -m evaluation.generate --model trained_models/gru.keras --condition price:quantiles5=q2
     python -m evaluation.generate --model trained_models/gru.keras --repetition-penalty 1.2
         --no-repeat-ngram-size 3 --stop-string "." --min-new-tokens 5
+
+RUN is a run's name or its trained_models/<run> or plots/<run> folder: its model chosen on
+validation (the one the notebook samples from).
 
 The tokenizer comes from the manifest beside the model (`<family>.manifest.json`, key
 "tokenizer_path"), or --tokenizer. Prompts are cleaned like the training text (the manifest's
@@ -32,6 +36,7 @@ from data_pipeline.config import ConfigError, ExperimentConfig
 from data_pipeline.errors import DataError
 from data_pipeline.tokenizer import TextTokenizer
 from evaluation.generation_controls import CONTROL_KEYS, GenerationControls
+from evaluation.runs import model_files
 
 SAMPLING_KEYS = ("sampler", "temperature", "top_k", "top_p", "beam_width", "max_new_tokens",
                  "num_samples", "seed", *CONTROL_KEYS)
@@ -54,8 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m evaluation.generate", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", required=True, action="extend", nargs="+",
-                        help="a .keras file written by training; several (e.g. trained_models/*.keras) "
-                             "print each model's samples under a '== path' line")
+                        help="a .keras file written by training, or a run (its name or folder: "
+                             "its best model); several (e.g. trained_models/RUN/*.keras) print "
+                             "each model's samples under a '== path' line")
     parser.add_argument("--prompt", action="append", default=None,
                         help="text to continue (repeatable); omit or '' for a new document")
     parser.add_argument("--tokenizer", help="tokenizer JSON (default: tokenizer_path in the manifest)")
@@ -190,10 +196,9 @@ def run(args: argparse.Namespace) -> list[tuple[Path, list[str]]]:
     Every model's files are checked before the first one is loaded.
     """
     if args.list_conditions:
-        return [(Path(path), condition_lines(find_tokenizer(Path(path), read_manifest(Path(path)),
-                                                            args.tokenizer)))
-                for path in args.model]
-    jobs = [prepare(Path(path), args) for path in args.model]
+        return [(path, condition_lines(find_tokenizer(path, read_manifest(path), args.tokenizer)))
+                for spec in args.model for path in model_files(spec, best_only=True)]
+    jobs = [prepare(path, args) for spec in args.model for path in model_files(spec, best_only=True)]
 
     from evaluation.generation import document_start_id, generate
     from model_architectures.saving import load_trained_model

@@ -79,8 +79,10 @@ def panel_models(model_paths: Sequence[str | Path], ngram: Any = None,
     if not model_paths:
         raise DataError("no trained model for the generation panel: train one first (the cells "
                         "above, or python -m training_assets.run)")
+    from evaluation.runs import model_files
+
     models = []
-    for path in map(Path, model_paths):
+    for path in [found for spec in model_paths for found in model_files(spec)]:
         if not path.is_file():
             raise DataError(f"model file {str(path)!r} does not exist: train it first or drop it "
                             "from the panel's list")

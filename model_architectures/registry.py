@@ -78,7 +78,7 @@ FAMILIES: dict[str, Family] = {
                      objectives=BILSTM_OBJECTIVES, objective_reason=BILSTM_OBJECTIVE_REASON),
     "gpt2": Family("model_architectures.gpt2", "build_gpt2", GPT2_SPACE, GPT2_TINY,
                    config_keys=GPT2_CONFIG_KEYS, tokenizer="gpt2_tokenizer"),
-    # experimental: not in the default models_to_run (README, "The experimental GAN")
+    # experimental: not in the default models_to_run (docs/gan.md)
     "gan": Family("model_architectures.gan", "build_gan", GAN_SPACE, GAN_TINY,
                   objectives=GAN_OBJECTIVES, objective_reason=GAN_OBJECTIVE_REASON, likelihood=False),
 }

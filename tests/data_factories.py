@@ -25,6 +25,7 @@ def make_config(tmp_path: Path, **overrides: Any) -> ExperimentConfig:
     settings: dict[str, Any] = {
         "tokenizer_path": str(tmp_path / "tokenizer" / "tokenizer.json"),
         "download_dir": str(tmp_path / "downloads"),
+        "text_column": "headline_text",  # the CSVs these tests write; guessing: tests/test_runs.py
         "models_to_run": ["gru"],
         "vocab_size": 300,
         "max_len": 8,

@@ -98,8 +98,9 @@ def test_notebook_parameters_cell_is_tagged_and_holds_the_reference_keys():
     assert len(tagged) == 1
     namespace: dict = {}
     exec(tagged[0].source, namespace)  # plain literals only
-    for key in ["data_file", "sample_size", "tokenizer_path", "vocab_size", "max_len",
-                "batch_size", "final_training_epochs", "models_to_run"]:
+    # the keys a user edits; their values are the defaults (tests/test_runs.py)
+    for key in ["run_name", "data_file", "text_column", "sample_size", "vocab_size", "max_len",
+                "models_to_run", "train_time_budget_seconds", "sample_every_steps"]:
         assert key in namespace["CONFIG"]
     assert namespace["CONFIG_OVERRIDES"] == {}
     assert not [o for c in notebook.cells if c.cell_type == "code" for o in c.outputs

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from typing import Callable
+from typing import Any, Callable
 
 import keras
 import keras_tuner as kt
@@ -262,3 +262,40 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
             return None
         return (f"early stopping: {self.monitor} did not improve for {self.patience} epoch(s) "
                 f"after epoch {self.best_epoch + 1}")
+
+
+class PrintSamples(keras.callbacks.Callback):
+    """A few samples from the model being trained, at the first validation after every
+    `every_steps` training steps (CONFIG `sample_every_steps`), so a user watching sees the text
+    improve. The sampling runs in this process, so a CPU-second budget counts it."""
+
+    def __init__(self, family: str, tokenizer: Any, config: Any, steps_per_epoch: int,
+                 samples: int = 2, printer: Callable[[str], None] = print) -> None:
+        super().__init__()
+        self.family, self.tokenizer, self.config = family, tokenizer, config
+        self.every, self.steps_per_epoch = config.sample_every_steps, steps_per_epoch
+        self.samples, self.printer = samples, printer
+        self.steps_done = self.last_printed = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+        self.steps_done = (epoch + 1) * self.steps_per_epoch  # epochs restored on resume count
+        if self.steps_done // self.every <= self.last_printed // self.every:
+            return
+        self.last_printed = self.steps_done
+        from evaluation.generation import document_start_id, generate
+
+        config = self.config
+        try:
+            texts = generate(self.model, self.tokenizer, [config.prompts[0]] * self.samples,
+                             max_new_tokens=config.max_new_tokens, sampler=config.sampler,
+                             temperature=config.temperature, top_k=config.top_k,
+                             top_p=config.top_p, beam_width=config.beam_width, seed=config.seed,
+                             start_id=document_start_id(config))
+        except ValueError as error:  # e.g. a model trained with conditions needs their values
+            self.printer(f"{self.family}: no samples during training ({error})")
+            self.every = 10**12
+            return
+        perplexity = (logs or {}).get("val_perplexity")
+        shown = f", validation perplexity {perplexity:.2f}" if perplexity is not None else ""
+        self.printer(f"{self.family} after {self.steps_done} steps{shown}:\n"
+                     + "\n".join(f"  - {text}" for text in texts))

@@ -7,6 +7,7 @@ calls them in the same order for `python -m training_assets.run`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections import Counter
@@ -40,6 +41,7 @@ from evaluation.interpolation import Interpolation, interpolate, pairing_problem
 from evaluation.ngram_sampling import generate_ngram
 from evaluation.plots import plot_all
 from evaluation.quality import distinct_n, known_word_counts, longest_copied_words, memorisation_rate
+from evaluation.runs import RUN_RECORD
 from evaluation.report import (ModelReport, SampleScores, comparison_table, document_bootstrap,
                                document_scores_frame, group_by_model, save_table)
 from model_architectures.registry import FAMILIES, family_tokenizer
@@ -120,6 +122,35 @@ def claim_output_folders(config: ExperimentConfig) -> RunLock:
     A cluster worker locks its own scratch folders (config_for_this_process), never the chief's.
     """
     return lock_output_folders(config_for_this_process(config))
+
+
+def record_run(config: ExperimentConfig, environment: Environment,
+               best: "FamilyRun | None" = None) -> list[Path]:
+    """What a run is, beside its results: `config.json` (the config as run; `--config` it to
+    rerun or resume), `environment.json`, and `run.json` in its models and plots folders (the
+    folders and, once chosen on validation, the checkpoint generate and export use)."""
+    if not is_chief():
+        return []
+    plots, models = Path(config.plots_dir), Path(config.models_dir)
+    record = {"run_name": config.run_name, "models_dir": config.models_dir,
+              "tuning_dir": config.tuning_dir, "plots_dir": config.plots_dir,
+              "tokenizer_path": config.tokenizer_path,
+              "best_checkpoint": None if best is None else str(best.training.checkpoint_path)}
+    previous = _read_record(plots / RUN_RECORD)
+    if best is None and previous.get("best_checkpoint"):  # a resumed run keeps its choice
+        record["best_checkpoint"] = previous["best_checkpoint"]
+    paths = [plots / "config.json", plots / "environment.json", plots / RUN_RECORD,
+             models / RUN_RECORD]
+    for path, content in zip(paths, (config.to_dict(), environment.describe(), record, record)):
+        write_json(path, content)
+    return paths
+
+
+def _read_record(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
 
 
 def setup_environment(config: ExperimentConfig) -> Environment:
@@ -495,7 +526,10 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     started = time.perf_counter()
     environment = setup_environment(config)
     log.info("environment: %s", environment.describe())
+    log.info("run %r: models in %s, tuning trials in %s, table and plots in %s", config.run_name,
+             config.models_dir, config.tuning_dir, config.plots_dir)
     data = prepare_data(config, environment, corpus)
+    record_run(config, environment)  # once the data is read: bad data leaves no run behind
     log.info("data:\n%s", split_summary(data).to_string())
     if tuning_role().is_worker:  # keras-tuner worker: run the chief's trials, then stop
         for family in config.models_to_run:
@@ -516,8 +550,10 @@ def _run_stages(config: ExperimentConfig, corpus: Corpus | None) -> ExperimentRe
     interpolations = interpolate_best(runs, config, data, baseline)
     table, artifacts = write_results(runs, baseline, config, interpolations)
     log.info("comparison:\n%s", table.to_string())
+    best = best_on_validation(runs, config, data)
+    record_run(config, environment, best)
     summary = conclusions(runs, baseline, interpolations, config.bootstrap_resamples, config.seed,
-                          best_on_validation(runs, config, data))
+                          best)
     log.info("conclusions:\n%s", summary)
     log.info("done in %.0f s; wrote %s", time.perf_counter() - started,
              ", ".join(str(p) for p in artifacts))

@@ -1,7 +1,11 @@
 """Command line for one experiment: the same stages and artifacts as the notebook.
 
     python -m training_assets.run --config experiment.json   (JSON or YAML with CONFIG keys)
+    python -m training_assets.run --set data_file=my.csv --set text_column=text   (defaults + keys)
     python -m training_assets.run --config experiment.json --until data   (prepare data and stop)
+
+Without --config every key has its default, the same as the notebook's CONFIG cell. The run's
+files go to trained_models/<run_name>/, tuning_results/<run_name>/ and plots/<run_name>/.
 
 CONFIG is validated and the corpus read before TensorFlow is imported, so a wrong key or value,
 a missing file or a missing CSV column fails in a second with one line and exit code 2.
@@ -14,7 +18,7 @@ import json
 import logging
 import sys
 
-from data_pipeline.config import ExperimentConfig
+from data_pipeline.config import ExperimentConfig, read_config_file
 from data_pipeline.corpus import Corpus, load_corpus
 from data_pipeline.errors import ConfigError, DataError
 from data_pipeline.streaming import check_streamed_source, uses_streaming
@@ -25,7 +29,8 @@ from training_assets.run_lock import FolderInUseError
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m training_assets.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", required=True, help="JSON or YAML file of CONFIG keys")
+    parser.add_argument("--config", help="JSON or YAML file of CONFIG keys (default: none, every "
+                                         "key at its default)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=JSON",
                         help="override one key, e.g. --set max_len=128 --set 'models_to_run=[\"gru\"]'")
     parser.add_argument("--until", choices=["data"], default=None,
@@ -35,11 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s",
                         datefmt="%H:%M:%S")
     try:
-        config = ExperimentConfig.from_file(args.config)
-        if args.set:
-            overrides = dict(parse_override(item) for item in args.set)
-            config = ExperimentConfig.from_dict({**config.to_dict(), **overrides},
-                                                source=f"{args.config} + --set")
+        config = config_from_arguments(args.config, args.set)
         config = config_for_this_process(config)  # checks TF_CONFIG and keras-tuner's variables
         if uses_streaming(config):
             check_streamed_source(config)  # prepare_data streams it into token shards later
@@ -70,6 +71,15 @@ def _prepare_only(config: ExperimentConfig, corpus: Corpus | None) -> int:
     data = prepare_data(config, setup_environment(config), corpus)
     print(split_summary(data).to_string())
     return 0
+
+
+def config_from_arguments(path: str | None, settings: list[str]) -> ExperimentConfig:
+    """--config's keys (or none) with each --set KEY=JSON on top, validated once: a key --set
+    changes also changes the default run name, as it would in the file."""
+    raw = read_config_file(path) if path else {}
+    overrides = dict(parse_override(item) for item in settings)
+    source = " + ".join(part for part in (path, "--set" if overrides else None) if part) or "CONFIG"
+    return ExperimentConfig.from_dict({**raw, **overrides}, source=source)
 
 
 def parse_override(item: str) -> tuple[str, object]:

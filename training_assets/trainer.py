@@ -38,8 +38,8 @@ from model_architectures.registry import FAMILIES, build_model, has_likelihood
 from data_pipeline.manifests import read_json, write_json
 from training_assets.artifacts import mismatched_keys, move_aside
 from training_assets.budget_clock import resolve_clock
-from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, ResumableEarlyStopping,
-                                      time_budget_callbacks)
+from training_assets.callbacks import (TIMING_KEYS, DivergenceGuard, EpochClock, PrintSamples,
+                                      ResumableEarlyStopping, time_budget_callbacks)
 from training_assets.cluster import backup_dir
 from training_assets.compile import compile_model, configure_precision, weight_averaging
 from training_assets.multi_worker import enable_multi_worker_fit
@@ -62,7 +62,7 @@ NOT_TRAINING_KEYS = frozenset({
     "kn_order", "kn_interpolation", "sampler", "temperature", "top_k", "top_p", "beam_width",
     "prompts", "num_samples", "max_new_tokens", "plots_dir", "models_dir", "tuning_dir",
     "repetition_penalty", "no_repeat_ngram_size", "stop_strings", "min_new_tokens",
-    "tokenizer_path", "download_dir", "live_progress",
+    "tokenizer_path", "download_dir", "live_progress", "run_name", "sample_every_steps",
     "bleu_references", "decoding_sweep", "decoding_sweep_temperatures", "decoding_sweep_top_p",
     "decoding_sweep_samples", "measure_samples", "seeds", "bootstrap_resamples",
 })
@@ -197,6 +197,7 @@ def train_model(family: str, hyperparameters: kt.HyperParameters, datasets: Data
         *budget_callbacks,
         *([keras.callbacks.TensorBoard(str(paths.tensorboard))] if config.tensorboard else []),
         *live_progress(config, tokens_per_step(datasets), family),  # a notebook's per-step bar
+        *([PrintSamples(family, tokenizer, config, steps)] if config.sample_every_steps else []),
         *callbacks,
     ]
     if finished_epochs:
