@@ -51,7 +51,8 @@ def parse_args(description: str, argv: Sequence[str] | None = None,
 MEASURED_DEFAULTS = {
     "vocab_size": 4000, "max_len": 64, "batch_size": 32, "hyperparameters": {}, "tuner": "random",
     "final_training_epochs": 3, "steps_per_epoch": None, "train_time_budget_seconds": None,
-    "temperature": 0.8, "num_samples": 5, "decoding_sweep": False, "text_column": "headline_text"}
+    "temperature": 0.8, "num_samples": 5, "decoding_sweep": False, "text_column": "headline_text",
+    "ema_momentum": None}
 
 def benchmark_data_file() -> tuple[str, str]:
     """(name, data_file): the ABC headlines sample when it is beside the repo, else the built-in corpus."""
