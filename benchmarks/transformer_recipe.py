@@ -18,6 +18,7 @@ import json
 import math
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
@@ -114,21 +115,27 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.add_argument("--data", default="fortunes",
                             help="data_file: the built-in corpus (default) or a CSV / .txt path")
         parser.add_argument("--column", default="headline_text", help="the CSV's text column")
+        parser.add_argument("--jobs", type=int, default=1,
+                            help="variants trained at once (each on the CPU clock: a busy core "
+                                 "slows its wall time, not its steps per budget)")
 
     args = parse_args(__doc__.splitlines()[0], argv, options)
     started = time.perf_counter()
     budget = 10.0 if args.quick else args.budget
     label = Path(args.data).stem if args.data != "fortunes" else "fortunes"
-    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as workdir:  # one tokenizer for every variant
-        for seed in range(42, 42 + args.seeds):
-            for variant in args.variants:
-                runs.append(run_worker(NAME, {"variant": variant, "seed": seed, "budget": budget,
-                                              "data": args.data, "column": args.column,
-                                              "workdir": workdir}))
-                row = {key: runs[-1][key] for key in ("variant", "seed", "best_val_bits_per_char",
-                                                       "steps", "cpu_seconds")}
-                print(row, flush=True)
+        def run(variant: str, seed: int) -> dict[str, Any]:
+            result = run_worker(NAME, {"variant": variant, "seed": seed, "budget": budget,
+                                       "data": args.data, "column": args.column, "workdir": workdir})
+            print({key: result[key] for key in ("variant", "seed", "best_val_bits_per_char", "steps",
+                                                "cpu_seconds")}, flush=True)
+            return result
+
+        # the first variant alone: it fits the tokenizer the others reuse
+        work = [(variant, seed) for seed in range(42, 42 + args.seeds) for variant in args.variants]
+        runs = [run(*work[0])]
+        with ThreadPoolExecutor(max(args.jobs, 1)) as pool:
+            runs += list(pool.map(lambda item: run(*item), work[1:]))
     rows = [summarise(runs, variant) for variant in args.variants]
     earlier = RESULTS_DIR / (f"{NAME}.quick.json" if args.quick else f"{NAME}.json")
     datasets = json.loads(earlier.read_text())["datasets"] if earlier.is_file() else {}
