@@ -59,10 +59,11 @@ def run_variant(arguments: dict[str, Any]) -> dict[str, Any]:
     from training_assets.trainer import train_model
 
     hyperparameters, config_keys = VARIANTS[arguments["variant"]]
-    work = arguments["workdir"]
+    work = f"{arguments['workdir']}/{time.time_ns()}"  # its own folder: variants run side by side
     settings = {
         **DEMO, "data_file": arguments["data"], "text_column": arguments["column"],
-        "tokenizer_path": f"{work}/tokenizer.json", "models_dir": f"{work}/models-{time.time_ns()}",
+        # each fits the same BPE on the same train split: no two processes write one file
+        "tokenizer_path": f"{work}/tokenizer.json", "models_dir": f"{work}/models",
         "tuning_dir": f"{work}/tuning", "plots_dir": f"{work}/plots",
         "models_to_run": ["transformer"], "tuner": "none", "seed": arguments["seed"],
         "hyperparameters": {"transformer": {**DEMO_HYPERPARAMETERS, **hyperparameters}},
@@ -123,7 +124,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     started = time.perf_counter()
     budget = 10.0 if args.quick else args.budget
     label = Path(args.data).stem if args.data != "fortunes" else "fortunes"
-    with tempfile.TemporaryDirectory() as workdir:  # one tokenizer for every variant
+    with tempfile.TemporaryDirectory() as workdir:
         def run(variant: str, seed: int) -> dict[str, Any]:
             result = run_worker(NAME, {"variant": variant, "seed": seed, "budget": budget,
                                        "data": args.data, "column": args.column, "workdir": workdir})
@@ -131,11 +132,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                                                 "cpu_seconds")}, flush=True)
             return result
 
-        # the first variant alone: it fits the tokenizer the others reuse
         work = [(variant, seed) for seed in range(42, 42 + args.seeds) for variant in args.variants]
-        runs = [run(*work[0])]
         with ThreadPoolExecutor(max(args.jobs, 1)) as pool:
-            runs += list(pool.map(lambda item: run(*item), work[1:]))
+            runs = list(pool.map(lambda item: run(*item), work))
     rows = [summarise(runs, variant) for variant in args.variants]
     earlier = RESULTS_DIR / (f"{NAME}.quick.json" if args.quick else f"{NAME}.json")
     datasets = json.loads(earlier.read_text())["datasets"] if earlier.is_file() else {}
