@@ -86,6 +86,25 @@ def test_greedy_generation_with_the_modern_block_equals_recomputing():
         assert ids[len(prompt):] == new
 
 
+@pytest.mark.filterwarnings("ignore:You are using a softmax over axis")
+def test_the_modern_block_exports_a_savedmodel_that_generates_the_same_ids(tmp_path):
+    import tensorflow as tf
+
+    from evaluation.exported_generation import GENERATE_SIGNATURE, make_generate
+
+    model = tiny(MODERN)
+    archive = keras.export.ExportArchive()
+    archive.track(model)
+    archive.add_endpoint("generate", make_generate(model, 3), input_signature=list(GENERATE_SIGNATURE))
+    archive.write_out(str(tmp_path / "exported"), verbose=False)
+    served = tf.saved_model.load(str(tmp_path / "exported"))
+    out = served.generate(tf.constant([[5, 6, 7]], tf.int32), tf.constant(6), tf.constant(0.0),
+                          tf.constant(0), tf.constant(1.0), tf.constant(0))
+    ids = out["token_ids"].numpy()[0, :int(out["lengths"].numpy()[0])].tolist()
+    expected = sample_ids(model, [[3, 5, 6, 7]], 6, "greedy").token_ids[0]
+    assert ids == [5, 6, 7, *expected]
+
+
 def test_modern_model_saves_and_reloads(tmp_path):
     model = tiny(VARIANTS["modern, every switch flipped"])
     ids = tokens()
