@@ -90,16 +90,23 @@ def run_variant(arguments: dict[str, Any]) -> dict[str, Any]:
             "stopped_reason": trained.stopped_reason, "curve": curve.points}
 
 
+def mean_bpc(runs: Sequence[Mapping[str, Any]], variant: str) -> float | None:
+    """A variant's best validation bits/char, averaged over its seeds (None: not run)."""
+    values = [run["best_val_bits_per_char"] for run in runs if run["variant"] == variant]
+    return sum(values) / len(values) if values else None
+
+
 def summarise(runs: Sequence[Mapping[str, Any]], variant: str) -> dict[str, Any]:
-    """One table row: a variant's mean over its seeds and its difference from the gpt2 block's."""
+    """One table row: a variant's mean over its seeds and its difference from the gpt2 block's
+    and the full modern block's (an ablation's cost)."""
     mine = [run for run in runs if run["variant"] == variant]
-    best = sum(run["best_val_bits_per_char"] for run in mine) / len(mine)
-    baseline = [run["best_val_bits_per_char"] for run in runs if run["variant"] == "gpt2"]
-    return {"variant": variant, "seeds": len(mine),
-            "val_bpc": round(best, 4),
-            "vs_gpt2": round(best - sum(baseline) / len(baseline), 4) if baseline else None,
-            "spread": round(max(r["best_val_bits_per_char"] for r in mine)
-                            - min(r["best_val_bits_per_char"] for r in mine), 4),
+    best = mean_bpc(runs, variant)
+    row = {"variant": variant, "seeds": len(mine), "val_bpc": round(best, 4)}
+    for reference in ("gpt2", "modern"):
+        other = mean_bpc(runs, reference)
+        row[f"vs_{reference}"] = round(best - other, 4) if other is not None else None
+    return {**row, "spread": round(max(r["best_val_bits_per_char"] for r in mine)
+                                   - min(r["best_val_bits_per_char"] for r in mine), 4),
             "steps": round(sum(run["steps"] for run in mine) / len(mine)),
             "parameters": mine[0]["parameters"]}
 
