@@ -47,6 +47,9 @@ VARIANTS: dict[str, tuple[Mapping[str, Any], Mapping[str, Any]]] = {
     "modern, untied output": ({**MODERN, "tie_embeddings": False}, {}),
     "modern, Muon": (MODERN, {"optimizer": "muon"}),
     "gpt2, Muon": (GPT2, {"optimizer": "muon"}),
+    # the changes that each helped above, together (effects need not add up)
+    "modern, untied, random-init outputs, Muon": ({**MODERN, "tie_embeddings": False, "zero_init": False},
+                                                  {"optimizer": "muon"}),
 }
 
 
