@@ -145,12 +145,18 @@ def main(argv: Sequence[str] | None = None) -> None:
         work = [(variant, seed) for seed in range(42, 42 + args.seeds) for variant in args.variants]
         with ThreadPoolExecutor(max(args.jobs, 1)) as pool:
             runs = list(pool.map(lambda item: run(*item), work))
-    rows = [summarise(runs, variant) for variant in args.variants]
+    # One file for every corpus: runs at the same budget join the earlier ones (a variant and seed
+    # run again replaces its earlier run), so the table can grow a few variants at a time.
     earlier = RESULTS_DIR / (f"{NAME}.quick.json" if args.quick else f"{NAME}.json")
     datasets = json.loads(earlier.read_text())["datasets"] if earlier.is_file() else {}
+    kept = [run for run in datasets.get(label, {}).get("runs", [])
+            if datasets[label]["budget_cpu_seconds"] == budget
+            and (run["variant"], run["seed"]) not in {(r["variant"], r["seed"]) for r in runs}]
+    runs = kept + runs
+    rows = [summarise(runs, variant) for variant in VARIANTS if any(r["variant"] == variant for r in runs)]
     datasets[label] = {"data": label, "budget_cpu_seconds": budget, "settings": {**DEMO, **DEMO_HYPERPARAMETERS},
                        "summary": rows, "runs": runs}
-    path = write_results(NAME, {"datasets": datasets}, args.quick, started)  # one file, every corpus
+    path = write_results(NAME, {"datasets": datasets}, args.quick, started)
     report(NAME, rows, path, [f"data: {label}; budget: {budget:g} CPU s per variant"])
 
 
