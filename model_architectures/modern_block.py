@@ -3,7 +3,8 @@
 The recipe of recent small-GPT speedruns (modded-nanoGPT) and of Llama/Gemma, each part a switch so
 an ablation can turn it off: `norm` "rms" | "layer"; `rotary` (False: the model adds learned
 positions instead); `qk_norm`; `feed_forward` "relu2" | "swiglu" | "gelu"; `zero_init` (the
-attention and MLP output projections start at zero, so every block starts as the identity).
+attention and MLP output projections start at zero, so every block starts as the identity; off
+by default, as it measured worse here).
 Every matmul weight is a 2-D Dense kernel without bias, so Muon (training_assets/compile.py)
 orthogonalises each of them (keras_hub's attention keeps 3-D kernels, which Muon leaves to AdamW).
 The key/value cache has keras_hub TransformerDecoder's layout, (B, 2, S, H, D), and `call` takes
@@ -63,7 +64,7 @@ class ModernDecoderBlock(keras.layers.Layer):
 
     def __init__(self, hidden_dim: int, num_heads: int, ff_dim: int, dropout: float = 0.0,
                  norm: str = "rms", rotary: bool = True, qk_norm: bool = True,
-                 feed_forward: str = "relu2", zero_init: bool = True, **kwargs: Any) -> None:
+                 feed_forward: str = "relu2", zero_init: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if norm not in NORMS or feed_forward not in FEED_FORWARDS:
             raise ValueError(f"norm={norm!r} (use {NORMS}), feed_forward={feed_forward!r} "

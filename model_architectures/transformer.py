@@ -58,7 +58,7 @@ class TransformerLanguageModel(RestoresTrainingState, LanguageModel):
                  num_heads: int = 4, ff_dim: int = 256, dropout: float = 0.2,
                  tie_embeddings: bool = True, block: str = "gpt2", norm: str = "rms",
                  rotary: bool = True, qk_norm: bool = True, feed_forward: str = "relu2",
-                 zero_init: bool = True, logit_softcap: float = 0.0, **kwargs: Any) -> None:
+                 zero_init: bool = False, logit_softcap: float = 0.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if block not in BLOCKS:
             raise ValueError(f"block={block!r}: use one of {BLOCKS}")

@@ -20,7 +20,7 @@ from model_architectures.transformer import RECIPE_KEYS
 from model_architectures.transformer_space import TRANSFORMER_TINY
 
 VOCAB, MAX_LEN = 30, 12
-# zero_init off: blocks that start as the identity would hide a wrong cache
+# zero_init off (the default): blocks that start as the identity would hide a wrong cache
 MODERN = {**TRANSFORMER_TINY, "block": "modern", "zero_init": False}
 VARIANTS = {
     "modern": MODERN,
@@ -64,7 +64,7 @@ def test_modern_parts_are_where_the_switches_say():
     assert "position_embedding/embeddings" not in paths  # rotary instead
     assert {"block_0/query_norm/scale", "final_norm/scale"} <= paths
     assert not any(name.endswith("bias") for name in paths)
-    started = tiny({**TRANSFORMER_TINY, "block": "modern"})  # zero_init: blocks start as identity
+    started = tiny({**TRANSFORMER_TINY, "block": "modern", "zero_init": True})  # identity blocks
     for block in started.blocks:
         assert not np.any(np.asarray(block.attention_output.kernel))
         assert not np.any(np.asarray(block.mlp_down.kernel))
