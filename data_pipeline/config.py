@@ -165,7 +165,9 @@ class ExperimentConfig(BaseModel):
     # its threads; another process on the same cores does not eat them), "wall" wall-clock seconds,
     # "auto" "cpu" without a GPU/TPU and "wall" with one (there the accelerator does the work)
     budget_clock: Literal["auto", "wall", "cpu"] = "auto"
-    optimizer: Literal["adamw", "adam"] = "adamw"
+    # "muon": Muon on 2-D hidden matrices, AdamW on embeddings, the output matrix, norms and biases,
+    # both at learning_rate (training_assets/compile.py, build_optimizer)
+    optimizer: Literal["adamw", "adam", "muon"] = "adamw"
     learning_rate_schedule: Literal["constant", "cosine"] = "cosine"
     warmup_steps: int = Field(default=100, ge=0)
     weight_decay: float = Field(default=0.01, ge=0)

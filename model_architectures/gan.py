@@ -37,9 +37,10 @@ from keras import ops
 
 from model_architectures.contract import LanguageModel, matmul_weights
 from model_architectures.gan_space import GAN_OBJECTIVES, GAN_SPACE
+from model_architectures.modern_block import normal
 from model_architectures.saving import TRAINING_OBJECTS_MODULE, RestoresTrainingState
 from model_architectures.search_space import declare
-from model_architectures.transformer import gpt_blocks, normal
+from model_architectures.transformer import gpt_blocks
 
 PAD_ID = 0  # [PAD]: never generated, never a target
 

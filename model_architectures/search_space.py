@@ -2,7 +2,8 @@
 
 A family lists its hyperparameters as `Dimension`s in a table beside its builder. `resolve` turns
 a table and `config.hyperparameters[family]` into checked `Declaration`s:
-scalar -> Fixed, list -> Choice, dict {min, max, step, sampling} -> Int / Float.
+scalar -> Fixed, list -> Choice, dict {min, max, step, sampling} -> Int / Float. A dimension with
+`tuned=False` (a recipe switch, not a size) is Fixed at its default unless CONFIG lists values.
 `declare` makes the keras-tuner calls on a `hp`. The `default` of each dimension is the value used
 without tuning; it always lies inside the (possibly narrowed) range, so an untuned run and a tuned
 run explore the same space.
@@ -38,6 +39,7 @@ class Dimension:
     lowest: float | None = None  # hard validity limits for any CONFIG value (inclusive)
     highest: float | None = None
     below_highest: bool = False  # True: value must be < highest (e.g. dropout < 1)
+    tuned: bool = True  # False: the tuner keeps the default unless CONFIG gives a list
 
 
 SearchSpace = Mapping[str, Dimension]
@@ -122,6 +124,8 @@ def _resolve_one(where: str, dim: Dimension, override: Any) -> Declaration:
 
 
 def _reference(dim: Dimension) -> Declaration:
+    if not dim.tuned:
+        return Declaration("Fixed", dim.default)
     if dim.kind == "boolean":
         return Declaration("Boolean", dim.default)
     if dim.kind == "choice":
@@ -137,6 +141,9 @@ def _resolve_range(where: str, dim: Dimension, override: Mapping[str, Any]) -> D
     if dim.kind == "boolean":
         raise ConfigError(f"{where} = {dict(override)!r}: a boolean takes true, false or "
                           "[true, false], not a range")
+    if isinstance(dim.default, str):
+        raise ConfigError(f"{where} = {dict(override)!r}: a named choice takes one of "
+                          f"{list(dim.values)} or a list of them, not a range")
     is_int = dim.kind == "int" or (dim.kind == "choice" and isinstance(dim.default, int))
     low = override.get("min", dim.min)
     high = override.get("max", dim.max)
@@ -166,6 +173,10 @@ def _checked(where: str, dim: Dimension, value: Any) -> Any:
     if dim.kind == "boolean":
         if not isinstance(value, bool):
             raise ConfigError(f"{where} = {value!r}: use true or false")
+        return value
+    if isinstance(dim.default, str):  # a named choice: one of its values
+        if value not in dim.values:
+            raise ConfigError(f"{where} = {value!r}: use one of {list(dim.values)}")
         return value
     numeric = (int,) if (dim.kind == "int" or isinstance(dim.default, int)) else (int, float)
     if isinstance(value, bool) or not isinstance(value, numeric):

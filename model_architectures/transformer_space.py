@@ -20,6 +20,21 @@ TRANSFORMER_SPACE: SearchSpace = {
     "num_heads": Dimension("choice", 4, values=(2, 4), lowest=1, highest=256),
     "ff_dim": Dimension("int", 256, min=128, max=256, step=64, lowest=1, highest=262144),
     "tie_embeddings": TIE_EMBEDDINGS,
+    # The block: "gpt2" (learned positions, LayerNorm, GELU; what checkpoints without this key
+    # hold) or "modern" (model_architectures/modern_block.py), whose parts the switches below
+    # turn on and off one at a time for ablations. They are recipe switches, not sizes: the tuner
+    # keeps them unless CONFIG lists values. The modern-only switches do nothing in a gpt2 block.
+    "block": Dimension("choice", "gpt2", values=("gpt2", "modern"), tuned=False),
+    "norm": Dimension("choice", "rms", values=("rms", "layer"), tuned=False),  # modern: RMSNorm
+    "rotary": Dimension("boolean", True, tuned=False),  # modern: rotary q/k; False: learned positions
+    "qk_norm": Dimension("boolean", True, tuned=False),  # modern: RMSNorm on each head's q and k
+    "feed_forward": Dimension("choice", "relu2", values=("relu2", "swiglu", "gelu"), tuned=False),
+    # modern: attention/MLP output projections start at 0; off by default: at the demo's settings
+    # it raised validation bits/char by 0.04 (benchmarks/transformer_recipe.py)
+    "zero_init": Dimension("boolean", False, tuned=False),
+    # either block: logits -> cap * tanh(logits / cap); 0 turns it off
+    "logit_softcap": Dimension("float", 0.0, min=0.0, max=30.0, lowest=0.0, highest=1000.0,
+                               tuned=False),
 }
 
 # The sizes tests build this family at: small enough for tests of seconds, large enough to

@@ -43,7 +43,14 @@ logger = logging.getLogger("training_assets")
 COSINE_FINAL_FRACTION = 0.1  # cosine decay ends at 10% of the peak learning rate
 MAX_WARMUP_FRACTION = 0.1  # warmup never takes more than 10% of a run's steps
 TPU_STEPS_PER_EXECUTION = 32
-NO_WEIGHT_DECAY = ["bias", "gamma", "beta"]  # biases and LayerNorm scales/offsets (nanoGPT's rule)
+# biases and LayerNorm/RMSNorm scales and offsets (nanoGPT's rule)
+NO_WEIGHT_DECAY = ["bias", "gamma", "beta", "scale"]
+# Muon's own rules send every non-2-D variable (biases, norms, keras_hub's 3-D attention kernels)
+# and every variable whose path contains "embedding" (token and position tables, the untied
+# ReversibleEmbedding output) to AdamW; these are the other output matrices (the recurrent and
+# bidirectional families' Dense "logits", the GAN discriminator's score) and the 2-D biases a GRU
+# with reset_after keeps, (2, 3 x units).
+MUON_ADAMW_LAYERS = [r"/logits/", r"/discriminator_output/", r"/bias$"]
 
 
 def configure_precision(config: ExperimentConfig, strategy: tf.distribute.Strategy) -> str:
@@ -159,8 +166,15 @@ def learning_rate_schedule(config: ExperimentConfig, learning_rate: float,
 
 def build_optimizer(config: ExperimentConfig,
                     learning_rate: float | WarmupCosineDecay) -> keras.optimizers.Optimizer:
-    """Adam or AdamW (decoupled weight decay, not on biases/norms), clipped, optionally accumulating.
+    """Adam, AdamW or Muon (decoupled weight decay, not on biases/norms), clipped, optionally
+    accumulating.
 
+    Muon (keras.optimizers.Muon) orthogonalises the momentum of each 2-D hidden matrix (attention
+    and MLP kernels, recurrent input and recurrent kernels) by Newton-Schulz iterations and runs
+    AdamW on the rest (MUON_ADAMW_LAYERS). `learning_rate` keeps its AdamW meaning for both
+    groups: adam_lr_ratio=1, and Keras' Moonlight scaling (rms_rate=0.2: each Muon update is
+    scaled by 0.2 * sqrt(max(rows, cols))) gives Muon updates the RMS size of AdamW's, so one
+    learning rate and one schedule serve both (Liu et al. 2025, arXiv:2502.16982).
     Under a distribution strategy Keras clips each replica's gradients before they are summed.
     """
     common = dict(
@@ -173,6 +187,13 @@ def build_optimizer(config: ExperimentConfig,
         common.update(use_ema=True, ema_momentum=config.ema_momentum)
     if config.optimizer == "adam":
         return keras.optimizers.Adam(**common)
+    if config.optimizer == "muon":
+        optimizer = keras.optimizers.Muon(
+            weight_decay=config.weight_decay, adam_weight_decay=config.weight_decay,
+            exclude_embeddings=True, exclude_layers=list(MUON_ADAMW_LAYERS), adam_lr_ratio=1.0,
+            **common)
+        optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
+        return optimizer
     optimizer = keras.optimizers.AdamW(weight_decay=config.weight_decay, **common)
     optimizer.exclude_from_weight_decay(var_names=NO_WEIGHT_DECAY)
     return optimizer
