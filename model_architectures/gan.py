@@ -67,6 +67,8 @@ class GanLanguageModel(RestoresTrainingState, LanguageModel):
                  noise_slots: int = 4, discriminator_layers: int = 1, gumbel_temperature: float = 0.5,
                  adversarial_length: int = 16, pretrain_steps: int = 200, **kwargs: Any) -> None:
         super().__init__(**kwargs)
+        # The Gumbel-softmax rollout's loop does not compile with XLA (no fixed list size).
+        self.supports_jit = False
         self.vocab_size, self.max_len = int(vocab_size), int(max_len)
         self.embedding_dim, self.num_layers = int(embedding_dim), int(num_layers)
         self.num_heads, self.ff_dim, self.dropout = int(num_heads), int(ff_dim), float(dropout)

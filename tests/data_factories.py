@@ -30,6 +30,8 @@ def make_config(tmp_path: Path, **overrides: Any) -> ExperimentConfig:
         "vocab_size": 300,
         "max_len": 8,
         "batch_size": 4,
+        # tiny runs of tens of steps: an average trailing ~100 steps would still hold the initial weights
+        "ema_momentum": None,
     }
     settings.update(overrides)
     return ExperimentConfig.from_dict(settings)

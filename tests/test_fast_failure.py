@@ -82,12 +82,12 @@ BAD_INPUTS = {
     "bad numeric bucket spelling": ({"condition_columns": ["price:quantile5"]},
                                     "or a numeric one with 'price:quantilesN'"),
     "non-numeric value in a numeric column": (
-        {"data_file": "news.csv", "condition_columns": ["price:quantiles2"]},
+        {"data_file": "news.csv", "condition_columns": ["price:quantiles2"], "text_column": "headline_text"},
         "is declared numeric but data row 7 holds 'n/a'"),
-    "more buckets than values": ({"data_file": "news.csv", "condition_columns": ["size:quantiles5"]},
+    "more buckets than values": ({"data_file": "news.csv", "condition_columns": ["size:quantiles5"], "text_column": "headline_text"},
                                  "has 2 distinct values in the training split, fewer than its 5 "
                                  "buckets"),
-    "missing condition column": ({"data_file": "news.csv", "condition_columns": ["category"]},
+    "missing condition column": ({"data_file": "news.csv", "condition_columns": ["category"], "text_column": "headline_text"},
                                  "has no column 'category' named in condition_columns"),
     "no training seed": ({"seeds": 0}, "'seeds'] = 0: give a whole number of training seeds"),
     "too few bootstrap resamples": ({"bootstrap_resamples": 100},

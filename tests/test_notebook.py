@@ -44,6 +44,7 @@ def tiny_config(tmp_path: Path) -> dict:
         "decoding_sweep_top_p": [1.0],
         "plots_dir": str(tmp_path / "plots"), "models_dir": str(tmp_path / "models"),
         "tuning_dir": str(tmp_path / "tuning"),
+        "ema_momentum": None,  # tiny runs: an average trailing ~100 steps would hold the initial weights
     }
 
 

@@ -54,6 +54,8 @@ def make_config(tmp_path: Path, **overrides: Any) -> ExperimentConfig:
         "learning_rate_schedule": "constant",
         "mixed_precision": "float32",
         "strategy": "default",
+        # tiny runs of tens of steps: an average trailing ~100 steps would still hold the initial weights
+        "ema_momentum": None,
     }
     settings.update(overrides)
     return ExperimentConfig.from_dict(settings)

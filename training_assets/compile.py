@@ -16,7 +16,7 @@ XLA (`config.jit_compile`):
   10k, batch 32 x 64, default sizes): XLA makes the Transformer 1.21x faster (9.1k vs 7.5k
   tokens/s; 1.30x at the nanoGPT baby-GPT shape, 18.6k vs 14.3k) but LSTM 0.75x, GRU 0.79x and
   SimpleRNN 0.64x. So when compile_model knows the model, "auto" on a CPU-only machine turns XLA
-  on for models without recurrent layers.
+  on for models without recurrent layers whose layers all support it (not the GAN).
 - True is honoured under the default strategy only; under other strategies it is turned off with a
   warning (TPUStrategy compiles every step with XLA anyway).
 - Off whenever config.deterministic is set (not by default): Keras refuses XLA under TensorFlow op
@@ -95,7 +95,8 @@ def resolve_jit_compile(config: ExperimentConfig, strategy: tf.distribute.Strate
         accelerators = [d for d in tf.config.list_physical_devices() if d.device_type != "CPU"]
         if accelerators:
             return "auto"
-        return model is not None and not _has_recurrent_layers(model)
+        return (model is not None and not _has_recurrent_layers(model)
+                and all(layer.supports_jit for layer in model._flatten_layers()))
     return config.jit_compile
 
 
