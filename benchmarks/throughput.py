@@ -43,7 +43,7 @@ NAME = "throughput"
 FAMILIES = family_names(brings_tokenizer=False, likelihood=True)  # from scratch, by perplexity
 VOCAB, MAX_LEN, BATCH = 10_000, 64, 32  # the time-to-quality protocol's shapes
 GPT_SHAPE = {"num_layers": 4, "num_heads": 4, "embedding_dim": 128, "ff_dim": 512, "dropout": 0.0,
-             "tie_embeddings": True}
+             "tie_embeddings": True, "block": "gpt2"}
 GPT_MAX_LEN, GPT_BATCH = 64, 12  # nanoGPT's CPU example: --block_size=64 --batch_size=12
 GPT_LEARNING_RATE, GPT_WARMUP = 1e-3, 100
 FULL = {"family_steps": 30, "gpt_steps": 400, "warm_steps": 20, "val_rows": 512}

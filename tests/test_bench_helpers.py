@@ -13,7 +13,7 @@ from benchmarks.time_to_quality import bits_per_char, compare_formulations, firs
 from model_architectures.registry import build_model
 
 SHAPE = {"num_layers": 2, "num_heads": 2, "embedding_dim": 16, "ff_dim": 32, "dropout": 0.0,
-         "tie_embeddings": True}
+         "tie_embeddings": True, "block": "gpt2"}
 
 
 def test_torch_gpt_with_copied_weights_gives_the_keras_logits():

@@ -94,7 +94,7 @@ def test_a_run_with_two_seeds_pools_them_and_reuses_both_on_a_rerun(tmp_path):
     assert "95% interval" in first.conclusions
     assert (plots / "differences_from_best.png").stat().st_size > 5_000
     # benchmarks.busy_demo reads what the run wrote: itself against itself is inside, steps 1.0
-    figures = family_figures(tmp_path, models_dir="models")
+    figures = family_figures(plots, tmp_path / "models")
     assert set(figures) == {"gru"} and figures["gru"]["steps"] == 10
     [row] = compare(figures, figures)
     assert row["steps_busy_over_quiet"] == 1.0 and row["inside_quiet_interval"] and row["goal_met"]

@@ -21,7 +21,7 @@ from model_architectures.transformer_space import TRANSFORMER_TINY
 
 VOCAB, MAX_LEN = 30, 12
 # zero_init off (the default): blocks that start as the identity would hide a wrong cache
-MODERN = {**TRANSFORMER_TINY, "block": "modern", "zero_init": False}
+MODERN = {**TRANSFORMER_TINY, "block": "modern", "zero_init": False, "qk_norm": True}
 VARIANTS = {
     "modern": MODERN,
     "modern, every switch flipped": {**MODERN, "norm": "layer", "rotary": False, "qk_norm": False,
@@ -131,7 +131,8 @@ def without_recipe_keys(path: Path, older: Path) -> None:
 
 
 def test_a_checkpoint_without_the_block_key_loads_and_generates_as_before(tmp_path):
-    model = tiny(TRANSFORMER_TINY)  # today's default: the gpt2 block
+    # a checkpoint of the gpt2 block (the default before the modern one) with the recipe keys removed
+    model = tiny({**TRANSFORMER_TINY, "block": "gpt2", "tie_embeddings": True})
     path, older = tmp_path / "now.keras", tmp_path / "older.keras"
     model.save(path)
     without_recipe_keys(path, older)
